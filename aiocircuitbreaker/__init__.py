@@ -1,0 +1,25 @@
+"""An async circuit breaker that keeps its promises under concurrency and cancellation."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._breaker import CircuitBreaker
+from ._decorator import circuit
+from ._errors import CircuitBreakerError
+from ._registry import CircuitBreakerMonitor
+from ._state import State
+
+try:
+    __version__ = version("aiocircuitbreaker")
+except PackageNotFoundError:  # pragma: no cover - running from a checkout that is not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "CircuitBreaker",
+    "CircuitBreakerError",
+    "CircuitBreakerMonitor",
+    "State",
+    "__version__",
+    "circuit",
+]

@@ -1,0 +1,122 @@
+"""Validation of constructor arguments: every mistake is reported at construction."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from numbers import Real
+from typing import Any, Union
+
+__all__ = [
+    "ExpectedException",
+    "FailurePredicate",
+    "class_default",
+    "validate_callable",
+    "validate_expected_exception",
+    "validate_failure_threshold",
+    "validate_name",
+    "validate_recovery_timeout",
+]
+
+FailurePredicate = Callable[[type[BaseException], BaseException], object]
+ExpectedException = Union[
+    type[Exception], Iterable[type[Exception]], FailurePredicate
+]
+
+
+def class_default(cls: type, attribute: str) -> Any:
+    """Return a class-level default as written, without binding functions as methods."""
+    for klass in cls.__mro__:
+        if attribute in vars(klass):
+            value = vars(klass)[attribute]
+            if isinstance(value, (staticmethod, classmethod)):
+                return value.__func__
+            return value
+    raise AttributeError(attribute)  # pragma: no cover - CircuitBreaker defines them all
+
+
+def validate_failure_threshold(value: object) -> int:
+    """Return ``value`` if it is a valid failure threshold."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"failure_threshold must be an int >= 1, got {value!r} ({type(value).__name__})"
+        raise TypeError(msg)
+    if value < 1:
+        msg = f"failure_threshold must be an int >= 1, got {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+def validate_recovery_timeout(value: object) -> float:
+    """Return ``value`` as a float if it is a valid recovery timeout in seconds."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        msg = (
+            "recovery_timeout must be a finite number of seconds > 0, "
+            f"got {value!r} ({type(value).__name__})"
+        )
+        raise TypeError(msg)
+    if not (math.isfinite(value) and value > 0):
+        msg = f"recovery_timeout must be a finite number of seconds > 0, got {value!r}"
+        raise ValueError(msg)
+    # ints and floats are kept as given (small ints are shared objects); other reals convert.
+    return value if type(value) in (int, float) else float(value)
+
+
+def _exception_class(value: object) -> type[Exception]:
+    if isinstance(value, type) and issubclass(value, Exception):
+        return value
+    if isinstance(value, type) and issubclass(value, BaseException):
+        msg = (
+            f"expected_exception cannot include {value.__name__}: it is a BaseException that is "
+            "not an Exception, and such exceptions (cancellation, KeyboardInterrupt, ...) never "
+            "count as failures"
+        )
+        raise ValueError(msg)
+    msg = (
+        "expected_exception must be an exception class, an iterable of exception classes or a "
+        f"predicate (exc_type, exc_value) -> bool, got {value!r} ({type(value).__name__})"
+    )
+    raise TypeError(msg)
+
+
+def validate_expected_exception(
+    value: object,
+) -> tuple[type[Exception] | tuple[type[Exception], ...], FailurePredicate | None]:
+    """Return ``(classes, predicate)`` for ``expected_exception``.
+
+    ``classes`` is an exception class or a tuple of them, ready for ``isinstance()``; it is the
+    empty tuple when ``value`` is a predicate, which is returned as ``predicate``.
+    """
+    if isinstance(value, str):
+        msg = (
+            f"expected_exception must be an exception class, not the string {value!r}; "
+            "to name the breaker, pass name="
+        )
+        raise TypeError(msg)
+    if isinstance(value, type):
+        return _exception_class(value), None
+    if isinstance(value, Iterable):
+        classes = tuple(_exception_class(item) for item in value)
+        if not classes:
+            msg = f"expected_exception must not be empty, got {value!r}"
+            raise ValueError(msg)
+        return classes, None
+    if callable(value):
+        return (), value
+    return _exception_class(value), None
+
+
+def validate_name(value: object) -> str | None:
+    """Return ``value`` if it is a valid breaker name (or ``None``)."""
+    if value is None or isinstance(value, str):
+        return value
+    msg = f"name must be a string, got {value!r} ({type(value).__name__})"
+    raise TypeError(msg)
+
+
+def validate_callable(parameter: str, value: object) -> Any:
+    """Return ``value`` if it is callable or ``None``."""
+    if value is None or callable(value):
+        return value
+    msg = f"{parameter} must be callable or None, got {value!r} ({type(value).__name__})"
+    raise TypeError(msg)
+

@@ -1,0 +1,112 @@
+"""Exceptions raised by aiocircuitbreaker.
+
+::
+
+    Exception
+     └── CircuitBreakerError      a call was rejected: the breaker is open, or half-open with
+                                  its probe slot taken
+
+Configuration mistakes raise the built-in ``TypeError`` (wrong kind of value) and ``ValueError``
+(right kind, value out of range) at construction time.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from ._state import CLOSED, failure_count
+
+if TYPE_CHECKING:
+    from ._breaker import CircuitBreaker
+
+__all__ = ["CircuitBreakerError"]
+
+_wall_clock = time.time  # for open_until only (a display value); decisions use the breaker's clock
+
+
+class CircuitBreakerError(Exception):
+    """Raised instead of running a call that the breaker rejects.
+
+    Everything it reports is captured when it is created, so ``str()`` and the attributes tell
+    what the breaker looked like at the moment of the rejection, not what it looks like now.
+
+    Attributes:
+        circuit_breaker: The breaker that rejected the call (``None`` after unpickling).
+        name: The breaker's name.
+        failure_count: The breaker's failure count.
+        open_remaining: Seconds until the breaker admitted a probe (zero or negative when it
+            was already due).
+        last_failure: The exception of the breaker's last counted failure.
+    """
+
+    # Slots, not a __dict__: an exception's instance dict makes each rejection several times
+    # slower, and rejections are the path an open breaker takes for every call.
+    __slots__ = (
+        "_raised_at",
+        "circuit_breaker",
+        "failure_count",
+        "last_failure",
+        "name",
+        "open_remaining",
+    )
+
+    circuit_breaker: CircuitBreaker | None
+    name: str | None
+    failure_count: int
+    open_remaining: float
+    last_failure: BaseException | None
+
+    def __init__(self, circuit_breaker: CircuitBreaker, *args: object) -> None:
+        # BaseException.__new__ has stored every argument in self.args; keep only the message
+        # arguments, as super().__init__(*args) would (but cheaper).
+        self.args = args
+        snapshot = circuit_breaker._snapshot  # noqa: SLF001 - one read of the whole state
+        self.circuit_breaker = circuit_breaker
+        self.name = circuit_breaker._name  # noqa: SLF001
+        self.last_failure = circuit_breaker._last_failure  # noqa: SLF001
+        if snapshot.state is CLOSED:  # only when raised by hand: the breaker rejects nothing
+            self.failure_count = failure_count(snapshot)
+            self.open_remaining = 0.0
+        else:
+            self.failure_count = snapshot.tripped_failures
+            self.open_remaining = snapshot.open_until - circuit_breaker._clock()  # noqa: SLF001
+        self._raised_at = _wall_clock()
+
+    @property
+    def open_until(self) -> datetime:
+        """The UTC time at which the breaker was due to admit a probe."""
+        return datetime.fromtimestamp(self._raised_at, timezone.utc) + timedelta(
+            seconds=self.open_remaining
+        )
+
+    def __str__(self) -> str:
+        return 'Circuit "{}" OPEN until {} ({} failures, {} sec remaining) (last_failure: {!r})'.format(
+            self.name,
+            self.open_until,
+            self.failure_count,
+            max(0, round(self.open_remaining)),
+            self.last_failure,
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = {
+            "name": self.name,
+            "failure_count": self.failure_count,
+            "last_failure": self.last_failure,
+            "open_remaining": self.open_remaining,
+            "_raised_at": self._raised_at,
+        }
+        return (_unpickle, (type(self), self.args, state))
+
+
+def _unpickle(
+    cls: type[CircuitBreakerError], args: tuple[object, ...], state: dict[str, object]
+) -> CircuitBreakerError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.circuit_breaker = None
+    for attribute, value in state.items():
+        setattr(error, attribute, value)
+    return error
