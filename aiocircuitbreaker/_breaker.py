@@ -19,7 +19,6 @@ from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any, ClassVar, ParamSpec, TypeVar, overload
 
-
 from . import _state
 from ._config import (
     ExpectedException,
@@ -117,17 +116,23 @@ class CircuitBreaker:
     ) -> None:
         cls = type(self)
         self._failure_threshold = validate_failure_threshold(
-            class_default(cls, "FAILURE_THRESHOLD") if failure_threshold is None else failure_threshold
+            class_default(cls, "FAILURE_THRESHOLD")
+            if failure_threshold is None
+            else failure_threshold
         )
         self._recovery_timeout = validate_recovery_timeout(
             class_default(cls, "RECOVERY_TIMEOUT") if recovery_timeout is None else recovery_timeout
         )
         self._expected, self._predicate = validate_expected_exception(
-            class_default(cls, "EXPECTED_EXCEPTION") if expected_exception is None else expected_exception
+            class_default(cls, "EXPECTED_EXCEPTION")
+            if expected_exception is None
+            else expected_exception
         )
         self._fallback_function: Callable[..., Any] | None = validate_callable(
             "fallback_function",
-            class_default(cls, "FALLBACK_FUNCTION") if fallback_function is None else fallback_function,
+            class_default(cls, "FALLBACK_FUNCTION")
+            if fallback_function is None
+            else fallback_function,
         )
         self._name = validate_name(name)
         self._clock: Callable[[], float] = (
@@ -146,7 +151,9 @@ class CircuitBreaker:
     @overload
     def __call__(self, wrapped: Callable[P, AsyncIterator[T]]) -> Callable[P, AsyncIterator[T]]: ...
     @overload
-    def __call__(self, wrapped: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]: ...
+    def __call__(
+        self, wrapped: Callable[P, Awaitable[R]]
+    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
     def __call__(self, wrapped: Callable[..., Any]) -> Callable[..., Any]:
         """Decorate ``wrapped`` (see :meth:`decorate`)."""
         return self.decorate(wrapped)
@@ -351,10 +358,12 @@ class CircuitBreaker:
         _acquire()
         try:
             snapshot = self._snapshot
+            # No call is ever admitted under an open generation, so a matching generation is
+            # either the half-open probe's or a closed one's.
             if snapshot.generation == generation:
                 if snapshot.state is HALF_OPEN:
                     self._snapshot = _state.close(snapshot)
-                elif snapshot.state is CLOSED:
+                else:
                     self._snapshot = _state.forget_failures(snapshot)
         finally:
             _release()
@@ -379,7 +388,9 @@ class CircuitBreaker:
             _acquire()
             try:
                 snapshot = self._snapshot
-                if snapshot.generation == generation and snapshot.state is HALF_OPEN:
+                # Generations only grow, so if the call's generation is still the current one,
+                # it is the half-open generation read just above: the call is its probe.
+                if snapshot.generation == generation:
                     self._snapshot = _state.release_probe(snapshot)
             finally:
                 _release()

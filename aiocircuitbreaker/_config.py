@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from numbers import Real
-from typing import Any, Union
+from typing import Any
 
 __all__ = [
     "ExpectedException",
@@ -19,9 +19,7 @@ __all__ = [
 ]
 
 FailurePredicate = Callable[[type[BaseException], BaseException], object]
-ExpectedException = Union[
-    type[Exception], Iterable[type[Exception]], FailurePredicate
-]
+ExpectedException = type[Exception] | Iterable[type[Exception]] | FailurePredicate
 
 
 def class_default(cls: type, attribute: str) -> Any:
@@ -47,18 +45,20 @@ def validate_failure_threshold(value: object) -> int:
 
 
 def validate_recovery_timeout(value: object) -> float:
-    """Return ``value`` as a float if it is a valid recovery timeout in seconds."""
+    """Return ``value`` if it is a valid recovery timeout in seconds."""
+    given = value  # stays `object` for the type checker; `value` is narrowed below
     if isinstance(value, bool) or not isinstance(value, Real):
         msg = (
             "recovery_timeout must be a finite number of seconds > 0, "
             f"got {value!r} ({type(value).__name__})"
         )
         raise TypeError(msg)
-    if not (math.isfinite(value) and value > 0):
+    seconds = float(value)
+    if not (math.isfinite(seconds) and seconds > 0):
         msg = f"recovery_timeout must be a finite number of seconds > 0, got {value!r}"
         raise ValueError(msg)
     # ints and floats are kept as given (small ints are shared objects); other reals convert.
-    return value if type(value) in (int, float) else float(value)
+    return given if isinstance(given, (int, float)) else seconds
 
 
 def _exception_class(value: object) -> type[Exception]:
@@ -70,7 +70,7 @@ def _exception_class(value: object) -> type[Exception]:
             "not an Exception, and such exceptions (cancellation, KeyboardInterrupt, ...) never "
             "count as failures"
         )
-        raise ValueError(msg)
+        raise ValueError(msg)  # noqa: TRY004 - the right kind of value, outside what is allowed
     msg = (
         "expected_exception must be an exception class, an iterable of exception classes or a "
         f"predicate (exc_type, exc_value) -> bool, got {value!r} ({type(value).__name__})"
@@ -119,4 +119,3 @@ def validate_callable(parameter: str, value: object) -> Any:
         return value
     msg = f"{parameter} must be callable or None, got {value!r} ({type(value).__name__})"
     raise TypeError(msg)
-

@@ -33,10 +33,10 @@ def circuit(
     expected_exception: ExpectedException | None = None,
     name: str | None = None,
     fallback_function: Callable[..., Any] | None = None,
-    cls: type[CircuitBreaker] = CircuitBreaker,
     *,
+    cls: type[B],
     clock: Callable[[], float] | None = None,
-) -> CircuitBreaker: ...
+) -> B: ...
 @overload
 def circuit(
     failure_threshold: int | None = None,
@@ -44,10 +44,10 @@ def circuit(
     expected_exception: ExpectedException | None = None,
     name: str | None = None,
     fallback_function: Callable[..., Any] | None = None,
+    cls: type[CircuitBreaker] = CircuitBreaker,
     *,
-    cls: type[B],
     clock: Callable[[], float] | None = None,
-) -> B: ...
+) -> CircuitBreaker: ...
 def circuit(
     failure_threshold: Any = None,
     recovery_timeout: float | None = None,

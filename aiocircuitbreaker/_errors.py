@@ -62,16 +62,16 @@ class CircuitBreakerError(Exception):
         # BaseException.__new__ has stored every argument in self.args; keep only the message
         # arguments, as super().__init__(*args) would (but cheaper).
         self.args = args
-        snapshot = circuit_breaker._snapshot  # noqa: SLF001 - one read of the whole state
+        snapshot = circuit_breaker._snapshot
         self.circuit_breaker = circuit_breaker
-        self.name = circuit_breaker._name  # noqa: SLF001
-        self.last_failure = circuit_breaker._last_failure  # noqa: SLF001
+        self.name = circuit_breaker._name
+        self.last_failure = circuit_breaker._last_failure
         if snapshot.state is CLOSED:  # only when raised by hand: the breaker rejects nothing
             self.failure_count = failure_count(snapshot)
             self.open_remaining = 0.0
         else:
             self.failure_count = snapshot.tripped_failures
-            self.open_remaining = snapshot.open_until - circuit_breaker._clock()  # noqa: SLF001
+            self.open_remaining = snapshot.open_until - circuit_breaker._clock()
         self._raised_at = _wall_clock()
 
     @property
@@ -82,12 +82,10 @@ class CircuitBreakerError(Exception):
         )
 
     def __str__(self) -> str:
-        return 'Circuit "{}" OPEN until {} ({} failures, {} sec remaining) (last_failure: {!r})'.format(
-            self.name,
-            self.open_until,
-            self.failure_count,
-            max(0, round(self.open_remaining)),
-            self.last_failure,
+        return (
+            f'Circuit "{self.name}" OPEN until {self.open_until} ({self.failure_count} failures, '
+            f"{max(0, round(self.open_remaining))} sec remaining) "
+            f"(last_failure: {self.last_failure!r})"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:

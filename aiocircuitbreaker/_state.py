@@ -32,8 +32,11 @@ class State(str, enum.Enum):
     OPEN = "open"
     HALF_OPEN = "half_open"
 
-    __str__ = str.__str__
-    __format__ = str.__format__
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, format_spec: str) -> str:
+        return format(self.value, format_spec)
 
 
 CLOSED = State.CLOSED
@@ -75,6 +78,7 @@ def failure_count(snapshot: Snapshot) -> int:
     # itertools.count cannot be read without advancing it but through its repr, "count(N)";
     # this is for reporting and for the (locked, rare) trip decision only.
     return int(repr(failures)[6:-1])
+
 
 # tuple.__new__ skips NamedTuple's Python-level __new__, which costs a few hundred nanoseconds.
 _new = tuple.__new__

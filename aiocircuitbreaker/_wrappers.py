@@ -42,13 +42,13 @@ def wrap(breaker: CircuitBreaker, function: Callable[..., Any]) -> Callable[...,
 
 def _is_coroutine_function(function: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
-        getattr(type(function), "__call__", None)
+        getattr(type(function), "__call__", None)  # noqa: B004 - is the class's __call__ async?
     )
 
 
 def _is_async_generator_function(function: Callable[..., Any]) -> bool:
     return inspect.isasyncgenfunction(function) or inspect.isasyncgenfunction(
-        getattr(type(function), "__call__", None)
+        getattr(type(function), "__call__", None)  # noqa: B004 - is the class's __call__ async?
     )
 
 
@@ -119,7 +119,7 @@ def _async_generator_wrapper(
                 breaker._record_exception(generation, _NEUTRAL)
                 await producer.aclose()
                 raise
-            except BaseException as exc:  # athrow() from the consumer: hand it to the producer
+            except BaseException as exc:  # noqa: BLE001 - athrow() from the consumer: hand it on
                 to_throw = exc
 
     return guarded

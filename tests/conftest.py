@@ -1,0 +1,112 @@
+"""Shared fixtures: a fake clock and the kinds of callables a breaker can guard."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from aiocircuitbreaker import CircuitBreaker
+from aiocircuitbreaker.testing import FakeClock
+
+
+class DependencyDown(OSError):
+    """The expected failure used throughout the tests."""
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """Return a fake clock starting at 1000 s."""
+    return FakeClock(1000.0)
+
+
+async def _outcome(value: object) -> object:
+    if isinstance(value, BaseException):
+        raise value
+    return value
+
+
+class _AsyncCallable:
+    async def __call__(self, value: object) -> object:
+        return await _outcome(value)
+
+
+class _Service:
+    async def method(self, value: object) -> object:
+        return await _outcome(value)
+
+
+async def _partial_target(prefix: str, value: object) -> object:
+    assert prefix == "p"
+    return await _outcome(value)
+
+
+def _plain(breaker: CircuitBreaker) -> Callable[[object], Any]:
+    @breaker
+    async def guarded(value: object) -> object:
+        return await _outcome(value)
+
+    return guarded
+
+
+def _method(breaker: CircuitBreaker) -> Callable[[object], Any]:
+    class Service:
+        @breaker
+        async def method(self, value: object) -> object:
+            return await _outcome(value)
+
+    return Service().method
+
+
+def _callable_object(breaker: CircuitBreaker) -> Callable[[object], Any]:
+    return breaker(_AsyncCallable())
+
+
+def _partial(breaker: CircuitBreaker) -> Callable[[object], Any]:
+    return breaker(functools.partial(_partial_target, "p"))
+
+
+def _call_method(breaker: CircuitBreaker) -> Callable[[object], Any]:
+    async def run(value: object) -> object:
+        return await breaker.call(_outcome, value)
+
+    return run
+
+
+def _async_with(breaker: CircuitBreaker) -> Callable[[object], Any]:
+    async def run(value: object) -> object:
+        async with breaker:
+            return await _outcome(value)
+
+    return run
+
+
+def _async_generator(breaker: CircuitBreaker) -> Callable[[object], Any]:
+    @breaker
+    async def produce(value: object) -> AsyncIterator[object]:
+        yield await _outcome(value)
+
+    async def run(value: object) -> object:
+        items = [item async for item in produce(value)]
+        return items[0]
+
+    return run
+
+
+GUARDS: dict[str, Callable[[CircuitBreaker], Callable[[object], Any]]] = {
+    "function": _plain,
+    "method": _method,
+    "callable-object": _callable_object,
+    "partial": _partial,
+    "call()": _call_method,
+    "async-with": _async_with,
+    "async-generator": _async_generator,
+}
+
+
+@pytest.fixture(params=sorted(GUARDS))
+def guard(request: pytest.FixtureRequest) -> Callable[[CircuitBreaker], Callable[[object], Any]]:
+    """Return a factory: breaker -> async callable(value) that returns value or raises it."""
+    return GUARDS[request.param]
