@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import itertools
-from typing import NamedTuple
+from dataclasses import dataclass, replace
 
 __all__ = ["CLOSED", "HALF_OPEN", "INITIAL", "OPEN", "Snapshot", "State"]
 
@@ -44,7 +44,8 @@ OPEN = State.OPEN
 HALF_OPEN = State.HALF_OPEN
 
 
-class Snapshot(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Snapshot:
     """A breaker's state machine as one immutable value.
 
     Attributes:
@@ -59,6 +60,8 @@ class Snapshot(NamedTuple):
         tripped_failures: While open or half-open, the failure count when the breaker tripped.
     """
 
+    # A slotted class rather than a NamedTuple: the hot path reads these fields on every call,
+    # and slot reads are specialised by the interpreter where tuple field getters are not.
     state: State
     generation: int
     open_until: float
@@ -80,10 +83,6 @@ def failure_count(snapshot: Snapshot) -> int:
     return int(repr(failures)[6:-1])
 
 
-# tuple.__new__ skips NamedTuple's Python-level __new__, which costs a few hundred nanoseconds.
-_new = tuple.__new__
-
-
 def current_state(snapshot: Snapshot, now: float) -> State:
     """Return the state as callers see it: an open breaker past its deadline is half-open."""
     if snapshot.state is OPEN and now >= snapshot.open_until:
@@ -96,46 +95,42 @@ def admit(snapshot: Snapshot, now: float, max_probes: int) -> Snapshot | None:
 
     The admitted call's generation is the returned snapshot's generation.
     """
-    state, generation, open_until, probes, _, tripped = snapshot
+    state = snapshot.state
     if state is CLOSED:
         return snapshot
     if state is OPEN:
-        if now < open_until:
+        if now < snapshot.open_until:
             return None
         # The recovery timeout has passed: this caller moves the breaker to half-open and
         # becomes its first probe.
-        return _new(Snapshot, (HALF_OPEN, generation + 1, open_until, 1, None, tripped))
-    if probes >= max_probes:
+        return replace(snapshot, state=HALF_OPEN, generation=snapshot.generation + 1, probes=1)
+    if snapshot.probes >= max_probes:
         return None
-    return _new(Snapshot, (state, generation, open_until, probes + 1, None, tripped))
+    return replace(snapshot, probes=snapshot.probes + 1)
 
 
 def count_failures(snapshot: Snapshot) -> Snapshot:
     """Return the closed ``snapshot`` with a failure counter of its own (starting at zero)."""
     if snapshot.failures is not None:
         return snapshot
-    state, generation, open_until, probes, _, _ = snapshot
-    return _new(Snapshot, (state, generation, open_until, probes, itertools.count(), 0))
+    return replace(snapshot, failures=itertools.count())
 
 
 def trip(snapshot: Snapshot, failures: int, now: float, recovery_timeout: float) -> Snapshot:
     """Return the snapshot of a breaker that opens now, after ``failures`` failures."""
-    return _new(
-        Snapshot, (OPEN, snapshot.generation + 1, now + recovery_timeout, 0, None, failures)
-    )
+    return Snapshot(OPEN, snapshot.generation + 1, now + recovery_timeout, 0, None, failures)
 
 
 def close(snapshot: Snapshot) -> Snapshot:
     """Return the snapshot of a breaker that closes (a probe succeeded, or a reset)."""
-    return _new(Snapshot, (CLOSED, snapshot.generation + 1, snapshot.open_until, 0, None, 0))
+    return Snapshot(CLOSED, snapshot.generation + 1, snapshot.open_until, 0, None, 0)
 
 
 def forget_failures(snapshot: Snapshot) -> Snapshot:
     """Return the closed ``snapshot`` after a success: same generation, no failures."""
-    return _new(Snapshot, (CLOSED, snapshot.generation, snapshot.open_until, 0, None, 0))
+    return Snapshot(CLOSED, snapshot.generation, snapshot.open_until, 0, None, 0)
 
 
 def release_probe(snapshot: Snapshot) -> Snapshot:
     """Return the half-open snapshot after a probe ended neutrally, giving its slot back."""
-    state, generation, open_until, probes, failures, tripped = snapshot
-    return _new(Snapshot, (state, generation, open_until, max(0, probes - 1), failures, tripped))
+    return replace(snapshot, probes=max(0, snapshot.probes - 1))
