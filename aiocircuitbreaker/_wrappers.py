@@ -58,13 +58,13 @@ def _coroutine_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) ->
         snapshot = breaker._snapshot
         if snapshot.state is CLOSED:
             generation = snapshot.generation
-        elif snapshot.state is OPEN and breaker._clock() < snapshot.open_until:
-            # Rejected: the same check _admit() starts with, inlined for the open path.
-            if breaker._fallback_function is None:
-                raise CircuitBreakerError(breaker)
-            return await breaker._reject(args, kwargs)
         else:
-            generation = breaker._admit()
+            # An open breaker inside its timeout rejects at once: the check that _admit()
+            # starts with, inlined because it is every call's path while open.
+            if snapshot.state is OPEN and breaker._clock() < snapshot.open_until:
+                generation = _REJECTED
+            else:
+                generation = breaker._admit()
             if generation == _REJECTED:
                 if breaker._fallback_function is None:
                     raise CircuitBreakerError(breaker)
