@@ -365,6 +365,7 @@ class CircuitBreaker:
                     self._snapshot = _state.close(snapshot)
                 else:
                     self._snapshot = _state.forget_failures(snapshot)
+                self._last_failure = None  # the failure streak is over, as in 2.x
         finally:
             _release()
 

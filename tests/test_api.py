@@ -20,7 +20,7 @@ pytestmark = pytest.mark.asyncio
 
 
 async def test_public_names() -> None:
-    """The package exports the 2.0.0 names (and a version from the installed metadata)."""
+    """The package exports the drop-in names (and a version from the installed metadata)."""
     assert sorted(aiocircuitbreaker.__all__) == aiocircuitbreaker.__all__
     for name in ("circuit", "CircuitBreaker", "CircuitBreakerError", "CircuitBreakerMonitor"):
         assert name in aiocircuitbreaker.__all__

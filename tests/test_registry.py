@@ -90,7 +90,7 @@ def test_breakers_made_per_request_are_freed() -> None:
 
 
 def test_register_is_idempotent() -> None:
-    """register() (kept from 2.0.0) does not add a breaker twice."""
+    """register() (as in circuitbreaker 2.x) does not add a breaker twice."""
     breaker = CircuitBreaker(name="registry-once")
     CircuitBreakerMonitor.register(breaker)
     assert sum(b is breaker for b in CircuitBreakerMonitor.get_circuits()) == 1

@@ -52,6 +52,7 @@ async def test_success_resets_the_failure_count(clock: FakeClock, guard: Guard) 
     await fail(call, 2)
     assert await call("ok") == "ok"
     assert breaker.failure_count == 0
+    assert breaker.last_failure is None
     await fail(call, 2)
     assert breaker.closed
 
@@ -130,6 +131,7 @@ async def test_neutral_outcomes_neither_count_nor_reset(
         await call(neutral)
     assert info.value is neutral
     assert breaker.failure_count == 2
+    assert isinstance(breaker.last_failure, DependencyDown)
     assert breaker.closed
 
 
