@@ -445,7 +445,7 @@ class CircuitBreaker:
                 self._last_failure = exc
                 if next(failures) + 1 < self._failure_threshold:
                     return
-                self._record(permit, FAILURE, None, counted=True)
+                self._record(permit, FAILURE, exc, counted=True)
             else:
                 self._record(permit, FAILURE, exc)
         elif permit < 0 and self._snapshot.state is HALF_OPEN:
