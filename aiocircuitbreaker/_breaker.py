@@ -53,6 +53,7 @@ __all__ = ["CircuitBreaker"]
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+B = TypeVar("B", bound="CircuitBreaker")
 
 logger = logging.getLogger("aiocircuitbreaker")
 
@@ -192,6 +193,18 @@ class CircuitBreaker:
         """Decorate ``wrapped`` (see :meth:`decorate`)."""
         return self.decorate(wrapped)
 
+    @overload
+    def decorate(
+        self, function: Callable[P, Coroutine[Any, Any, R]]
+    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
+    @overload
+    def decorate(
+        self, function: Callable[P, AsyncIterator[T]]
+    ) -> Callable[P, AsyncIterator[T]]: ...
+    @overload
+    def decorate(
+        self, function: Callable[P, Awaitable[R]]
+    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
     def decorate(self, function: Callable[..., Any]) -> Callable[..., Any]:
         """Return ``function`` guarded by this breaker.
 
@@ -228,7 +241,7 @@ class CircuitBreaker:
 
     # -- context managers ----------------------------------------------------------------------
 
-    def __enter__(self) -> CircuitBreaker:
+    def __enter__(self: B) -> B:
         permit = self._admit()
         if permit == _REJECTED:
             raise CircuitBreakerError(self)
@@ -252,7 +265,7 @@ class CircuitBreaker:
             raise RuntimeError(msg)
         self._complete(permit, started, None, exc_value)
 
-    async def __aenter__(self) -> CircuitBreaker:
+    async def __aenter__(self: B) -> B:
         return self.__enter__()
 
     async def __aexit__(
