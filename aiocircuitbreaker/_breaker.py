@@ -72,6 +72,7 @@ _permits: ContextVar[tuple[tuple[CircuitBreaker, int, float], ...]] = ContextVar
 )
 
 _REJECTED = -1
+NO_RESULT: Any = object()  # what a `with` block or an async generator "returns"
 # Half-open probes are admitted under permits of their own: negative numbers, so that they can
 # never be mistaken for a closed generation (>= 0) or for _REJECTED.
 _probe_permits = itertools.count(-2, -1)
@@ -234,7 +235,7 @@ class CircuitBreaker:
         try:
             result = await func(*args, **kwargs)
         except BaseException as exc:
-            self._complete(permit, started, None, exc)
+            self._complete(permit, started, NO_RESULT, exc)
             raise
         self._complete(permit, started, result)
         return result
@@ -263,7 +264,7 @@ class CircuitBreaker:
         else:
             msg = "CircuitBreaker.__exit__ without a matching __enter__ in this task"
             raise RuntimeError(msg)
-        self._complete(permit, started, None, exc_value)
+        self._complete(permit, started, NO_RESULT, exc_value)
 
     async def __aenter__(self: B) -> B:
         return self.__enter__()
@@ -371,9 +372,13 @@ class CircuitBreaker:
         return datetime.now(timezone.utc) + timedelta(seconds=self.open_remaining)
 
     def __repr__(self) -> str:
+        rules = self._rules
+        limit = (
+            "" if rules is not None and rules.policy is not None else f"/{self._failure_threshold}"
+        )
         return (
             f"<{type(self).__name__} {self._name!r} state={self.state.value} "
-            f"failures={self.failure_count}/{self._failure_threshold}>"
+            f"failures={self.failure_count}{limit}>"
         )
 
     # -- the admission path ----------------------------------------------------------------
@@ -428,7 +433,11 @@ class CircuitBreaker:
         return self._clock() if rules is not None and rules.clocked else 0.0
 
     def _complete(
-        self, permit: int, started: float, result: Any = None, exc: BaseException | None = None
+        self,
+        permit: int,
+        started: float,
+        result: Any = NO_RESULT,
+        exc: BaseException | None = None,
     ) -> None:
         """Record a finished call, by the cheapest path its breaker's rules allow."""
         if not self._plain:
@@ -521,7 +530,11 @@ class CircuitBreaker:
             _release()
 
     def _finish(
-        self, permit: int, started: float, result: Any = None, exc: BaseException | None = None
+        self,
+        permit: int,
+        started: float,
+        result: Any = NO_RESULT,
+        exc: BaseException | None = None,
     ) -> None:
         """Record a call under the opt-in rules: failure by result, slow calls, rate policies."""
         rules = self._get_rules()
@@ -530,7 +543,11 @@ class CircuitBreaker:
         if exc is not None:
             expected = isinstance(exc, self._expected)
             outcome = FAILURE if expected or (self._predicate and self._judge(exc)) else NEUTRAL
-        elif rules.failure_result is not None and self._failed_result(rules.failure_result, result):
+        elif (
+            rules.failure_result is not None
+            and result is not NO_RESULT  # `with` blocks and generators return nothing to judge
+            and self._failed_result(rules.failure_result, result)
+        ):
             outcome = FAILURE
         else:
             outcome = SUCCESS

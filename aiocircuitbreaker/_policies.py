@@ -9,6 +9,7 @@ make the decisions, as pure functions of the counts.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import random
 from collections.abc import Callable
@@ -18,6 +19,8 @@ from numbers import Real
 from ._windows import CountWindow, TimeWindow, Window, WindowCounts
 
 __all__ = ["Backoff", "Counts", "HalfOpen", "OpenDuration", "RatePolicy"]
+
+logger = logging.getLogger("aiocircuitbreaker")
 
 
 def _check_rate(parameter: str, value: object, *, optional: bool) -> None:
@@ -163,7 +166,13 @@ class RatePolicy:
         if calls < self.required_calls and not ignore_minimum:
             return False
         if self.trip is not None:
-            return bool(self.trip(Counts(calls, failures, slow_calls, consecutive_failures)))
+            try:
+                return bool(self.trip(Counts(calls, failures, slow_calls, consecutive_failures)))
+            except Exception:
+                # A broken rule must not replace the call's outcome or corrupt the breaker:
+                # it decides nothing (the breaker stays as it is), and the fault is logged.
+                logger.exception("trip rule %r raised; not tripping", self.trip)
+                return False
         if not calls:
             return False
         # Rates as the user wrote them: 3 / 10 >= 0.3 holds, where 3 >= 0.3 * 10 would not.
@@ -206,8 +215,9 @@ class HalfOpen:
 class Backoff:
     """Open for longer each time the breaker re-opens without closing in between.
 
-    The n-th consecutive opening lasts ``min(maximum, initial * factor ** (n - 1))`` seconds,
-    then a random ``±jitter`` fraction of that is added; closing starts again at ``initial``.
+    The n-th consecutive opening lasts ``initial * factor ** (n - 1)`` seconds, give or take a
+    random ``jitter`` fraction, and never more than ``maximum``; closing starts again at
+    ``initial``.
 
     Args:
         initial: Seconds of the first opening.
@@ -248,7 +258,8 @@ class Backoff:
         base = min(float(self.maximum), float(self.initial) * float(self.factor) ** exponent)
         if not self.jitter:
             return base
-        return base * (1 + self.jitter * (2 * random.random() - 1))
+        spread = base * (1 + self.jitter * (2 * random.random() - 1))
+        return min(float(self.maximum), spread)  # the cap holds, jitter or not
 
 
 OpenDuration = Callable[[int, "BaseException | None"], float]

@@ -13,7 +13,7 @@ import inspect
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ._breaker import _REJECTED
+from ._breaker import _REJECTED, NO_RESULT
 from ._errors import CircuitBreakerError
 from ._state import CLOSED, OPEN
 
@@ -109,7 +109,7 @@ def _coroutine_wrapper_with_rules(
         try:
             result = await function(*args, **kwargs)
         except BaseException as exc:
-            breaker._finish(permit, started, None, exc)
+            breaker._finish(permit, started, NO_RESULT, exc)
             raise
         if lock_free:
             # The common case under a count window, without the lock (see Tally): a success
@@ -157,15 +157,15 @@ def _async_generator_wrapper(
                 return
             except BaseException as exc:
                 if exc is to_throw:
-                    breaker._complete(permit, started, None, _NEUTRAL)
+                    breaker._complete(permit, started, NO_RESULT, _NEUTRAL)
                 else:
-                    breaker._complete(permit, started, None, exc)
+                    breaker._complete(permit, started, NO_RESULT, exc)
                 raise
             to_throw = None
             try:
                 to_send = yield item
             except GeneratorExit:
-                breaker._complete(permit, started, None, _NEUTRAL)
+                breaker._complete(permit, started, NO_RESULT, _NEUTRAL)
                 await producer.aclose()
                 raise
             except BaseException as exc:  # noqa: BLE001 - athrow() from the consumer: hand it on

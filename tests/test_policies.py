@@ -550,3 +550,41 @@ async def test_decorated_result_predicate_without_policy(clock: FakeClock) -> No
     assert await lookup(False) is None
     with pytest.raises(CircuitBreakerError):
         await lookup(True)
+
+
+async def test_broken_trip_rule_is_logged_and_does_not_trip(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A trip rule that raises neither replaces the call's outcome nor trips."""
+
+    def broken(counts: Counts) -> bool:
+        raise ZeroDivisionError
+
+    breaker = make(clock, policy=RatePolicy(CountWindow(2), trip=broken, minimum_calls=1))
+    assert await run(breaker, "ok") == "ok"
+    with pytest.raises(DependencyDown):
+        await run(breaker, DependencyDown())
+    assert breaker.closed
+    assert "trip rule" in caplog.text
+    assert repr(breaker) == "<CircuitBreaker None state=closed failures=1>"
+
+
+async def test_result_predicate_ignores_blocks_without_results(clock: FakeClock) -> None:
+    """failure_result judges return values only: `async with` blocks are not judged."""
+    seen: list[object] = []
+
+    def judge(result: object) -> bool:
+        seen.append(result)
+        return True
+
+    breaker = make(clock, failure_threshold=1, failure_result=judge)
+    async with breaker:
+        pass
+    assert breaker.closed
+    assert seen == []
+
+
+async def test_backoff_jitter_respects_the_cap() -> None:
+    """Jitter never takes an opening past maximum."""
+    backoff = Backoff(initial=100, maximum=100, jitter=0.5)
+    assert max(backoff(1, None) for _ in range(200)) <= 100
