@@ -6,9 +6,10 @@ current snapshot (and ``now`` where time matters) and returns the next one. The 
 
 Failure *counting* is kept apart from the decisions (as gobreaker keeps its ``Counts``): a
 closed snapshot carries the counter of its generation, an ``itertools.count`` whose ``next()`` is
-one atomic step under the GIL, so the shell counts a failure without a lock and takes the lock only
-to :func:`open_now`. A transition that forgets the failures starts a new counter; a late failure of an
-older generation can only reach that generation's counter, which nobody reads any more. Open and
+one atomic step under the GIL, so the shell counts a failure without a lock and takes the lock
+only to :func:`open_now`. A transition that forgets the failures starts a new counter; a late
+failure of an older generation can only reach that generation's counter, which nobody reads any
+more. Open and
 half-open snapshots hold the count as a plain int, fixed when the breaker tripped. Under a
 ``RatePolicy`` a closed generation counts in a sliding window instead (its ``Tally``), under the
 lock.
