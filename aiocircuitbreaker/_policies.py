@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Real
 
+from ._config import check_count, check_seconds
 from ._windows import CountWindow, TimeWindow, Window, WindowCounts
 
 __all__ = ["Backoff", "Counts", "HalfOpen", "OpenDuration", "RatePolicy"]
@@ -31,31 +32,6 @@ def _check_rate(parameter: str, value: object, *, optional: bool) -> None:
         raise TypeError(msg)
     if not 0 < float(value) <= 1:
         msg = f"{parameter} must be a number in (0, 1], got {value!r}"
-        raise ValueError(msg)
-
-
-def _check_seconds(parameter: str, value: object, *, optional: bool) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, Real):
-        msg = (
-            f"{parameter} must be a finite number of seconds > 0, "
-            f"got {value!r} ({type(value).__name__})"
-        )
-        raise TypeError(msg)
-    if not (math.isfinite(float(value)) and float(value) > 0):
-        msg = f"{parameter} must be a finite number of seconds > 0, got {value!r}"
-        raise ValueError(msg)
-
-
-def _check_count(parameter: str, value: object, *, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        msg = f"{parameter} must be an int >= 1, got {value!r} ({type(value).__name__})"
-        raise TypeError(msg)
-    if value < 1:
-        msg = f"{parameter} must be an int >= 1, got {value!r}"
         raise ValueError(msg)
 
 
@@ -121,8 +97,10 @@ class RatePolicy:
             raise TypeError(msg)
         _check_rate("failure_rate", self.failure_rate, optional=True)
         _check_rate("slow_call_rate", self.slow_call_rate, optional=True)
-        _check_seconds("slow_call_duration", self.slow_call_duration, optional=True)
-        _check_count("minimum_calls", self.minimum_calls, optional=True)
+        if self.slow_call_duration is not None:
+            check_seconds("slow_call_duration", self.slow_call_duration)
+        if self.minimum_calls is not None:
+            check_count("minimum_calls", self.minimum_calls)
         trip: object = self.trip
         if trip is not None and not callable(trip):
             msg = f"trip must be callable or None, got {trip!r} ({type(trip).__name__})"
@@ -202,9 +180,10 @@ class HalfOpen:
     max_duration: float | None = None
 
     def __post_init__(self) -> None:
-        _check_count("probes", self.probes)
-        _check_count("successes", self.successes)
-        _check_seconds("max_duration", self.max_duration, optional=True)
+        check_count("probes", self.probes)
+        check_count("successes", self.successes)
+        if self.max_duration is not None:
+            check_seconds("max_duration", self.max_duration)
         judge_by_rate: object = self.judge_by_rate
         if not isinstance(judge_by_rate, bool):
             msg = f"judge_by_rate must be a bool, got {judge_by_rate!r}"
@@ -232,8 +211,8 @@ class Backoff:
     jitter: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_seconds("initial", self.initial, optional=False)
-        _check_seconds("maximum", self.maximum, optional=False)
+        check_seconds("initial", self.initial)
+        check_seconds("maximum", self.maximum)
         factor: object = self.factor
         if isinstance(factor, bool) or not isinstance(factor, Real):
             msg = f"factor must be a number >= 1, got {factor!r} ({type(factor).__name__})"

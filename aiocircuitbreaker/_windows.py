@@ -37,6 +37,8 @@ from array import array
 from dataclasses import dataclass
 from typing import Protocol
 
+from ._config import check_count
+
 __all__ = ["BucketRing", "CallRing", "CountWindow", "TimeWindow", "Window", "WindowCounts"]
 
 # Bit flags of one call in a CallRing's bytearray.
@@ -44,15 +46,6 @@ _FAILED = 1
 _SLOW = 2
 # A one-item array to repeat: `_ZERO * n` allocates n zeroed counters in one step (no Python loop).
 _ZERO = array("q", [0])
-
-
-def _check_count(parameter: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        msg = f"{parameter} must be an int >= 1, got {value!r} ({type(value).__name__})"
-        raise TypeError(msg)
-    if value < 1:
-        msg = f"{parameter} must be an int >= 1, got {value!r}"
-        raise ValueError(msg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +101,7 @@ class CountWindow:
     size: int
 
     def __post_init__(self) -> None:
-        _check_count("CountWindow size", self.size)
+        check_count("CountWindow size", self.size)
 
     @property
     def capacity(self) -> int:
@@ -145,7 +138,7 @@ class TimeWindow:
         if not (math.isfinite(seconds) and seconds > 0):
             msg = f"TimeWindow seconds must be a finite int or float > 0, got {seconds!r}"
             raise ValueError(msg)
-        _check_count("TimeWindow buckets", self.buckets)
+        check_count("TimeWindow buckets", self.buckets)
         if not self.seconds / self.buckets > 0:
             msg = (
                 f"TimeWindow seconds={self.seconds!r} cannot be split into {self.buckets} "
