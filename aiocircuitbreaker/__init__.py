@@ -7,8 +7,10 @@ from importlib.metadata import PackageNotFoundError, version
 from ._breaker import CircuitBreaker
 from ._decorator import circuit
 from ._errors import CircuitBreakerError
+from ._policies import Backoff, Counts, HalfOpen, RatePolicy
 from ._registry import CircuitBreakerMonitor
 from ._state import State
+from ._windows import CountWindow, TimeWindow
 
 try:
     __version__ = version("aiocircuitbreaker")
@@ -16,10 +18,16 @@ except PackageNotFoundError:  # pragma: no cover - running from a checkout that 
     __version__ = "0+unknown"
 
 __all__ = [
+    "Backoff",
     "CircuitBreaker",
     "CircuitBreakerError",
     "CircuitBreakerMonitor",
+    "CountWindow",
+    "Counts",
+    "HalfOpen",
+    "RatePolicy",
     "State",
+    "TimeWindow",
     "__version__",
     "circuit",
 ]

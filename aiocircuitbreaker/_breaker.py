@@ -10,7 +10,9 @@ was rejected.
 from __future__ import annotations
 
 import inspect
+import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -31,8 +33,20 @@ from ._config import (
     validate_recovery_timeout,
 )
 from ._errors import CircuitBreakerError
+from ._policies import Backoff, HalfOpen, OpenDuration, RatePolicy
 from ._registry import track
-from ._state import CLOSED, HALF_OPEN, INITIAL, OPEN, Snapshot, State
+from ._state import (
+    CLOSED,
+    FAILURE,
+    HALF_OPEN,
+    INITIAL,
+    NEUTRAL,
+    OPEN,
+    SUCCESS,
+    Rules,
+    Snapshot,
+    State,
+)
 
 __all__ = ["CircuitBreaker"]
 
@@ -53,12 +67,16 @@ _release = _lock.release
 
 # Permits taken by ``with breaker:`` / ``async with breaker:``, per task (and per thread): a
 # context manager may be entered concurrently by many tasks, so the permit cannot live on self.
-_permits: ContextVar[tuple[tuple[CircuitBreaker, int], ...]] = ContextVar(
+_permits: ContextVar[tuple[tuple[CircuitBreaker, int, float], ...]] = ContextVar(
     "aiocircuitbreaker_permits", default=()
 )
 
 _REJECTED = -1
-_MAX_PROBES = 1
+NO_RESULT: Any = object()  # what a `with` block or an async generator "returns"
+# Half-open probes are admitted under permits of their own: negative numbers, so that they can
+# never be mistaken for a closed generation (>= 0) or for _REJECTED.
+_probe_permits = itertools.count(-2, -1)
+_DEFAULT_HALF_OPEN = HalfOpen()
 
 
 class CircuitBreaker:
@@ -78,6 +96,13 @@ class CircuitBreaker:
             (default ``FALLBACK_FUNCTION``, none).
         clock: A function returning seconds from a monotonic clock
             (default ``time.monotonic``); tests pass a fake one.
+        policy: A :class:`RatePolicy` to trip on failure or slow-call rates over a sliding
+            window (or on a custom rule) instead of on consecutive failures.
+        failure_result: A predicate on a call's return value: when it is true the call counts
+            as failed, and the caller still gets the value.
+        half_open: A :class:`HalfOpen` saying how many probes run and what closes the breaker.
+        open_duration: How long each opening lasts: a :class:`Backoff`, or a function
+            ``(consecutive_openings, failure) -> seconds``; default ``recovery_timeout``.
 
     ``None`` for any argument means "use the class default", so subclasses can set them as
     class attributes.
@@ -98,6 +123,7 @@ class CircuitBreaker:
         "_name",
         "_predicate",
         "_recovery_timeout",
+        "_rules",
         "_snapshot",
     )
 
@@ -114,6 +140,10 @@ class CircuitBreaker:
         fallback_function: Callable[..., Any] | None = None,
         *,
         clock: Callable[[], float] | None = None,
+        policy: RatePolicy | None = None,
+        failure_result: Callable[[Any], object] | None = None,
+        half_open: HalfOpen | None = None,
+        open_duration: Backoff | OpenDuration | None = None,
     ) -> None:
         cls = type(self)
         self._failure_threshold = validate_failure_threshold(
@@ -141,6 +171,11 @@ class CircuitBreaker:
         )
         self._snapshot = INITIAL
         self._last_failure = None
+        # None: the 2.x defaults, built on first need (most breakers never trip, and a Rules
+        # object per breaker would cost memory for nothing).
+        self._rules: Rules | None = None
+        if any(x is not None for x in (policy, failure_result, half_open, open_duration)):
+            self._rules = _build_rules(self, policy, failure_result, half_open, open_duration)
         track(self)
 
     # -- decorating --------------------------------------------------------------------------
@@ -193,24 +228,25 @@ class CircuitBreaker:
         Raises:
             CircuitBreakerError: The call was rejected and no fallback is set.
         """
-        generation = self._admit()
-        if generation == _REJECTED:
+        permit = self._admit()
+        if permit == _REJECTED:
             return await self._reject(args, kwargs)  # type: ignore[no-any-return]
+        started = self._start()
         try:
             result = await func(*args, **kwargs)
         except BaseException as exc:
-            self._record_exception(generation, exc)
+            self._complete(permit, started, NO_RESULT, exc)
             raise
-        self._record_success(generation)
+        self._complete(permit, started, result)
         return result
 
     # -- context managers ----------------------------------------------------------------------
 
     def __enter__(self: B) -> B:
-        generation = self._admit()
-        if generation == _REJECTED:
+        permit = self._admit()
+        if permit == _REJECTED:
             raise CircuitBreakerError(self)
-        _permits.set((*_permits.get(), (self, generation)))
+        _permits.set((*_permits.get(), (self, permit, self._start())))
         return self
 
     def __exit__(
@@ -222,16 +258,13 @@ class CircuitBreaker:
         permits = _permits.get()
         for index in range(len(permits) - 1, -1, -1):
             if permits[index][0] is self:
-                generation = permits[index][1]
+                _, permit, started = permits[index]
                 _permits.set(permits[:index] + permits[index + 1 :])
                 break
         else:
             msg = "CircuitBreaker.__exit__ without a matching __enter__ in this task"
             raise RuntimeError(msg)
-        if exc_value is None:
-            self._record_success(generation)
-        else:
-            self._record_exception(generation, exc_value)
+        self._complete(permit, started, NO_RESULT, exc_value)
 
     async def __aenter__(self: B) -> B:
         return self.__enter__()
@@ -266,9 +299,16 @@ class CircuitBreaker:
     def state(self) -> State:
         """The current state; an open breaker whose recovery timeout has passed is half-open."""
         snapshot = self._snapshot
-        if snapshot.state is OPEN:
-            return _state.current_state(snapshot, self._clock())
-        return snapshot.state
+        if snapshot.state is CLOSED:
+            return CLOSED
+        return _state.current_state(snapshot, self._clock(), self._get_rules())
+
+    def _settled(self) -> Snapshot:
+        """Return the snapshot as of now, lazy transitions applied (for reading only)."""
+        snapshot = self._snapshot
+        if snapshot.state is not HALF_OPEN:
+            return snapshot
+        return _state.settle(snapshot, self._clock(), self._get_rules())
 
     @property
     def closed(self) -> bool:
@@ -288,7 +328,7 @@ class CircuitBreaker:
     @property
     def failure_count(self) -> int:
         """Consecutive expected failures (not reset by opening; reset by closing)."""
-        return _state.failure_count(self._snapshot)
+        return _state.failure_count(self._settled())
 
     @property
     def last_failure(self) -> BaseException | None:
@@ -321,7 +361,7 @@ class CircuitBreaker:
     @property
     def open_remaining(self) -> float:
         """Seconds until the breaker admits a probe: zero when closed, negative once due."""
-        snapshot = self._snapshot
+        snapshot = self._settled()
         if snapshot.state is CLOSED:
             return 0.0
         return snapshot.open_until - self._clock()
@@ -332,28 +372,45 @@ class CircuitBreaker:
         return datetime.now(timezone.utc) + timedelta(seconds=self.open_remaining)
 
     def __repr__(self) -> str:
+        rules = self._rules
+        limit = (
+            "" if rules is not None and rules.policy is not None else f"/{self._failure_threshold}"
+        )
         return (
             f"<{type(self).__name__} {self._name!r} state={self.state.value} "
-            f"failures={self.failure_count}/{self._failure_threshold}>"
+            f"failures={self.failure_count}{limit}>"
         )
 
     # -- the admission path ----------------------------------------------------------------
 
+    def _get_rules(self) -> Rules:
+        """Return the breaker's rules, building the 2.x defaults on first need."""
+        rules = self._rules
+        if rules is None:
+            # Two threads may both build it; they build the same value.
+            rules = self._rules = _build_rules(self, None, None, None, None)
+        return rules
+
     def _admit(self) -> int:
-        """Return the generation a new call is admitted under, or ``_REJECTED``."""
+        """Return the permit a new call is admitted under, or ``_REJECTED``.
+
+        A closed call's permit is the generation; a half-open probe's is a negative number of
+        its own.
+        """
         snapshot = self._snapshot
         if snapshot.state is CLOSED:
             return snapshot.generation
         now = self._clock()
         if snapshot.state is OPEN and now < snapshot.open_until:
             return _REJECTED  # the common open case needs no lock
+        permit = next(_probe_permits)
         _acquire()
         try:
-            admitted = _state.admit(self._snapshot, now, _MAX_PROBES)
-            if admitted is None:
+            snapshot, admitted = _state.admit(self._snapshot, now, self._get_rules(), permit)
+            self._snapshot = snapshot
+            if not admitted:
                 return _REJECTED
-            self._snapshot = admitted
-            return admitted.generation
+            return snapshot.generation if snapshot.state is CLOSED else permit
         finally:
             _release()
 
@@ -364,73 +421,153 @@ class CircuitBreaker:
             raise CircuitBreakerError(self)
         return _resolve(fallback(*args, **kwargs))
 
-    def _record_success(self, generation: int) -> None:
+    @property
+    def _plain(self) -> bool:
+        """Whether outcomes need no more than 2.x counting (no policy, no result predicate)."""
+        rules = self._rules
+        return rules is None or (rules.policy is None and rules.failure_result is None)
+
+    def _start(self) -> float:
+        """Return the clock reading a call starts at, if the rules need it."""
+        rules = self._rules
+        return self._clock() if rules is not None and rules.clocked else 0.0
+
+    def _complete(
+        self,
+        permit: int,
+        started: float,
+        result: Any = NO_RESULT,
+        exc: BaseException | None = None,
+    ) -> None:
+        """Record a finished call, by the cheapest path its breaker's rules allow."""
+        if not self._plain:
+            self._finish(permit, started, result, exc)
+        elif exc is None:
+            self._record_success(permit)
+        else:
+            self._record_exception(permit, exc)
+
+    def _record_success(self, permit: int) -> None:
+        """Record a success (2.x counting only: see _finish for the opt-in rules)."""
         snapshot = self._snapshot
         if snapshot.failures is None and snapshot.state is CLOSED:
             return  # nothing to reset: the hot path takes no lock
-        _acquire()
-        try:
-            snapshot = self._snapshot
-            # No call is ever admitted under an open generation, so a matching generation is
-            # either the half-open probe's or a closed one's.
-            if snapshot.generation == generation:
-                if snapshot.state is HALF_OPEN:
-                    self._snapshot = _state.close(snapshot)
-                else:
-                    self._snapshot = _state.forget_failures(snapshot)
-                self._last_failure = None  # the failure streak is over, as in 2.x
-        finally:
-            _release()
+        self._record(permit, SUCCESS, None)
 
-    def _record_exception(self, generation: int, exc: BaseException) -> None:
+    def _record_exception(self, permit: int, exc: BaseException) -> None:
         """Record a call that raised: a failure if ``exc`` is expected, else neutral."""
         # _expected holds Exception subclasses only (checked at construction), so isinstance()
         # alone keeps cancellation and other BaseExceptions neutral.
         if isinstance(exc, self._expected) or (self._predicate is not None and self._judge(exc)):
             snapshot = self._snapshot
-            failures = snapshot.failures  # a counter exists only while closed
-            if failures is not None and snapshot.generation == generation:
+            failures = snapshot.failures  # a counter exists only while closed, without a policy
+            if failures is not None and snapshot.generation == permit:
                 # Lock-free: next() on the generation's counter is one atomic step, and a
                 # counter that a transition replaced meanwhile is never read again.
                 self._last_failure = exc
                 if next(failures) + 1 < self._failure_threshold:
                     return
-                self._record_failure_locked(generation, None)
+                self._record(permit, FAILURE, exc, counted=True)
             else:
-                self._record_failure_locked(generation, exc)
-        elif self._snapshot.state is HALF_OPEN:
-            _acquire()
-            try:
-                snapshot = self._snapshot
-                # Generations only grow, so if the call's generation is still the current one,
-                # it is the half-open generation read just above: the call is its probe.
-                if snapshot.generation == generation:
-                    self._snapshot = _state.release_probe(snapshot)
-            finally:
-                _release()
+                self._record(permit, FAILURE, exc)
+        elif permit < 0 and self._snapshot.state is HALF_OPEN:
+            self._record(permit, NEUTRAL, None)
 
-    def _record_failure_locked(self, generation: int, exc: BaseException | None) -> None:
-        """Count ``exc`` (``None``: counted already) and trip if the threshold is reached."""
+    def _record(
+        self,
+        permit: int,
+        outcome: str,
+        failure: BaseException | None,
+        *,
+        counted: bool = False,
+        slow: bool = False,
+        started: float = 0.0,
+        now: float | None = None,
+    ) -> None:
+        """Record one outcome under the lock (every path but the lock-free ones ends here).
+
+        Args:
+            permit: The call's permit (a generation, or a probe's negative number).
+            outcome: SUCCESS, FAILURE or NEUTRAL.
+            failure: The exception of a failure (``None`` when failed by its result).
+            counted: The failure was already counted lock-free; only decide whether to trip.
+            slow: The call was slower than the policy's ``slow_call_duration``.
+            started: Clock reading when the call started (for time windows).
+            now: Clock reading when it finished (read here if not given).
+        """
+        rules = self._get_rules()
         _acquire()
         try:
             snapshot = self._snapshot
-            if snapshot.generation != generation or snapshot.state is OPEN:
-                return
-            if exc is not None:
-                self._last_failure = exc
-            if snapshot.state is HALF_OPEN:
-                # A failed probe re-opens at once; the count grows by one, as it always has.
-                failures = snapshot.tripped_failures + 1
-            else:
-                if exc is not None:
-                    snapshot = self._snapshot = _state.count_failures(snapshot)
+            if now is None:
+                now = self._clock()
+            if permit < 0:
+                snapshot = _state.probe_finished(
+                    _state.settle(snapshot, now, rules), permit, outcome, slow, now, rules, failure
+                )
+            elif snapshot.generation != permit or snapshot.state is not CLOSED:
+                return  # an outcome of an older generation changes nothing
+            elif rules.policy is not None:
+                snapshot = _state.record_closed(
+                    snapshot, rules.policy, outcome, slow, started, now, rules, failure
+                )
+            elif outcome == SUCCESS:
+                if snapshot.failures is not None:
+                    snapshot = _state.forget_failures(snapshot)
+            else:  # FAILURE: a neutral closed outcome never gets here (it changes nothing)
+                if not counted:
+                    snapshot = _state.count_failures(snapshot)
                     next(snapshot.failures)  # type: ignore[arg-type]
                 failures = _state.failure_count(snapshot)
-                if failures < self._failure_threshold:
-                    return
-            self._snapshot = _state.trip(snapshot, failures, self._clock(), self._recovery_timeout)
+                if failures >= self._failure_threshold:
+                    snapshot = _state.open_now(snapshot, now, rules, failures, failure)
+            if outcome == FAILURE and failure is not None:
+                self._last_failure = failure
+            elif outcome == SUCCESS and snapshot.state is CLOSED:
+                self._last_failure = None  # the failure streak is over, as in 2.x
+            self._snapshot = snapshot
         finally:
             _release()
+
+    def _finish(
+        self,
+        permit: int,
+        started: float,
+        result: Any = NO_RESULT,
+        exc: BaseException | None = None,
+    ) -> None:
+        """Record a call under the opt-in rules: failure by result, slow calls, rate policies."""
+        rules = self._get_rules()
+        now = self._clock() if rules.clocked else 0.0
+        slow = rules.slow_call_duration is not None and now - started > rules.slow_call_duration
+        if exc is not None:
+            expected = isinstance(exc, self._expected)
+            outcome = FAILURE if expected or (self._predicate and self._judge(exc)) else NEUTRAL
+        elif (
+            rules.failure_result is not None
+            and result is not NO_RESULT  # `with` blocks and generators return nothing to judge
+            and self._failed_result(rules.failure_result, result)
+        ):
+            outcome = FAILURE
+        else:
+            outcome = SUCCESS
+        if outcome == NEUTRAL and permit >= 0:
+            return
+        self._record(
+            permit, outcome, exc, slow=slow, started=started, now=now if rules.clocked else None
+        )
+
+    def _failed_result(self, predicate: Callable[[Any], object], result: Any) -> bool:
+        """Ask ``failure_result``; if it raises, log that and count the call as a success."""
+        try:
+            return bool(predicate(result))
+        except Exception:
+            logger.exception(
+                "failure_result predicate of circuit breaker %r raised; counting the call as a "
+                "success",
+                self._name,
+            )
+            return False
 
     def _judge(self, exc: BaseException) -> bool:
         """Ask the ``expected_exception`` predicate whether ``exc`` is a failure."""
@@ -464,3 +601,86 @@ def _qualname(function: Callable[..., Any]) -> str:
     if isinstance(name, str):
         return name
     return type(target).__qualname__
+
+
+class _FixedDuration:
+    """Every opening lasts ``recovery_timeout``."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __call__(self, openings: int, failure: BaseException | None) -> float:
+        return self.seconds
+
+
+class _CheckedDuration:
+    """Call a user's open_duration; a fault or a bad value falls back to recovery_timeout."""
+
+    __slots__ = ("fallback", "function", "name")
+
+    def __init__(self, function: OpenDuration, fallback: float, name: str | None) -> None:
+        self.function, self.fallback, self.name = function, fallback, name
+
+    def __call__(self, openings: int, failure: BaseException | None) -> float:
+        try:
+            seconds = float(self.function(openings, failure))
+        except Exception:
+            logger.exception(
+                "open_duration of circuit breaker %r raised; opening for recovery_timeout",
+                self.name,
+            )
+            return self.fallback
+        if not (math.isfinite(seconds) and seconds > 0):
+            logger.error(
+                "open_duration of circuit breaker %r returned %r; opening for recovery_timeout",
+                self.name,
+                seconds,
+            )
+            return self.fallback
+        return seconds
+
+
+def _build_rules(
+    breaker: CircuitBreaker,
+    policy: object,
+    failure_result: Callable[[Any], object] | None,
+    half_open: object,
+    open_duration: Backoff | OpenDuration | None,
+) -> Rules:
+    """Validate the opt-in options of ``breaker`` and return its rules."""
+    if policy is not None and not isinstance(policy, RatePolicy):
+        msg = f"policy must be a RatePolicy or None, got {policy!r} ({type(policy).__name__})"
+        raise TypeError(msg)
+    if half_open is not None and not isinstance(half_open, HalfOpen):
+        msg = (
+            f"half_open must be a HalfOpen or None, got {half_open!r} ({type(half_open).__name__})"
+        )
+        raise TypeError(msg)
+    half_open = half_open or _DEFAULT_HALF_OPEN
+    if half_open.judge_by_rate and policy is None:
+        msg = "HalfOpen(judge_by_rate=True) needs a policy=RatePolicy(...) to judge by"
+        raise ValueError(msg)
+    validate_callable("failure_result", failure_result)
+    validate_callable("open_duration", open_duration)
+    duration: Callable[[int, BaseException | None], float]
+    if open_duration is None:
+        duration = _FixedDuration(breaker._recovery_timeout)
+    elif isinstance(open_duration, Backoff):
+        duration = open_duration
+    else:
+        duration = _CheckedDuration(open_duration, breaker._recovery_timeout, breaker._name)
+    slow = None if policy is None else policy.slow_call_duration
+    return Rules(
+        breaker._failure_threshold,
+        policy,
+        half_open,
+        duration,
+        failure_result,
+        slow,
+        clocked=slow is not None or (policy is not None and policy.window.capacity is None),
+        lock_free_successes=slow is None
+        and policy is not None
+        and policy.window.capacity is not None,
+    )

@@ -10,6 +10,8 @@ from typing import Any
 __all__ = [
     "ExpectedException",
     "FailurePredicate",
+    "check_count",
+    "check_seconds",
     "class_default",
     "validate_callable",
     "validate_expected_exception",
@@ -33,32 +35,44 @@ def class_default(cls: type, attribute: str) -> Any:
     raise AttributeError(attribute)  # pragma: no cover - CircuitBreaker defines them all
 
 
-def validate_failure_threshold(value: object) -> int:
-    """Return ``value`` if it is a valid failure threshold."""
+def check_count(parameter: str, value: object) -> int:
+    """Return ``value`` if it is an int >= 1 (not a bool), else raise naming ``parameter``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        msg = f"failure_threshold must be an int >= 1, got {value!r} ({type(value).__name__})"
+        msg = f"{parameter} must be an int >= 1, got {value!r} ({type(value).__name__})"
         raise TypeError(msg)
     if value < 1:
-        msg = f"failure_threshold must be an int >= 1, got {value!r}"
+        msg = f"{parameter} must be an int >= 1, got {value!r}"
         raise ValueError(msg)
     return value
 
 
-def validate_recovery_timeout(value: object) -> float:
-    """Return ``value`` if it is a valid recovery timeout in seconds."""
+def check_seconds(parameter: str, value: object) -> float:
+    """Return ``value`` if it is a finite number of seconds > 0, else raise naming ``parameter``.
+
+    ints and floats are returned as given (small ints are shared objects); other reals convert.
+    """
     given = value  # stays `object` for the type checker; `value` is narrowed below
     if isinstance(value, bool) or not isinstance(value, Real):
         msg = (
-            "recovery_timeout must be a finite number of seconds > 0, "
+            f"{parameter} must be a finite number of seconds > 0, "
             f"got {value!r} ({type(value).__name__})"
         )
         raise TypeError(msg)
     seconds = float(value)
     if not (math.isfinite(seconds) and seconds > 0):
-        msg = f"recovery_timeout must be a finite number of seconds > 0, got {value!r}"
+        msg = f"{parameter} must be a finite number of seconds > 0, got {value!r}"
         raise ValueError(msg)
-    # ints and floats are kept as given (small ints are shared objects); other reals convert.
     return given if isinstance(given, (int, float)) else seconds
+
+
+def validate_failure_threshold(value: object) -> int:
+    """Return ``value`` if it is a valid failure threshold."""
+    return check_count("failure_threshold", value)
+
+
+def validate_recovery_timeout(value: object) -> float:
+    """Return ``value`` if it is a valid recovery timeout in seconds."""
+    return check_seconds("recovery_timeout", value)
 
 
 def _exception_class(value: object) -> type[Exception]:

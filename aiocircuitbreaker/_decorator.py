@@ -7,6 +7,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from ._breaker import CircuitBreaker
 from ._config import ExpectedException
+from ._policies import Backoff, HalfOpen, OpenDuration, RatePolicy
 
 __all__ = ["circuit"]
 
@@ -36,6 +37,10 @@ def circuit(
     *,
     cls: type[B],
     clock: Callable[[], float] | None = None,
+    policy: RatePolicy | None = None,
+    failure_result: Callable[[Any], object] | None = None,
+    half_open: HalfOpen | None = None,
+    open_duration: Backoff | OpenDuration | None = None,
 ) -> B: ...
 @overload
 def circuit(
@@ -47,6 +52,10 @@ def circuit(
     cls: type[CircuitBreaker] = CircuitBreaker,
     *,
     clock: Callable[[], float] | None = None,
+    policy: RatePolicy | None = None,
+    failure_result: Callable[[Any], object] | None = None,
+    half_open: HalfOpen | None = None,
+    open_duration: Backoff | OpenDuration | None = None,
 ) -> CircuitBreaker: ...
 def circuit(
     failure_threshold: Any = None,
@@ -57,6 +66,10 @@ def circuit(
     cls: type[CircuitBreaker] = CircuitBreaker,
     *,
     clock: Callable[[], float] | None = None,
+    policy: RatePolicy | None = None,
+    failure_result: Callable[[Any], object] | None = None,
+    half_open: HalfOpen | None = None,
+    open_duration: Backoff | OpenDuration | None = None,
 ) -> Any:
     """Guard an async function with a new circuit breaker.
 
@@ -66,7 +79,13 @@ def circuit(
     """
     if callable(failure_threshold):
         # Bare @circuit: the first positional argument is the decorated function.
-        return cls(clock=clock).decorate(failure_threshold)
+        return cls(
+            clock=clock,
+            policy=policy,
+            failure_result=failure_result,
+            half_open=half_open,
+            open_duration=open_duration,
+        ).decorate(failure_threshold)
     return cls(
         failure_threshold=failure_threshold,
         recovery_timeout=recovery_timeout,
@@ -74,4 +93,8 @@ def circuit(
         name=name,
         fallback_function=fallback_function,
         clock=clock,
+        policy=policy,
+        failure_result=failure_result,
+        half_open=half_open,
+        open_duration=open_duration,
     )

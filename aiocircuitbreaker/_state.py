@@ -6,17 +6,27 @@ current snapshot (and ``now`` where time matters) and returns the next one. The 
 
 Failure *counting* is kept apart from the decisions (as gobreaker keeps its ``Counts``): a
 closed snapshot carries the counter of its generation, an ``itertools.count`` whose ``next()`` is
-one atomic step under the GIL, so the shell counts a failure without a lock and takes the lock only
-to :func:`trip`. A transition that forgets the failures starts a new counter; a late failure of an
-older generation can only reach that generation's counter, which nobody reads any more. Open and
-half-open snapshots hold the count as a plain int, fixed when the breaker tripped.
+one atomic step under the GIL, so the shell counts a failure without a lock and takes the lock
+only to :func:`open_now`. A transition that forgets the failures starts a new counter; a late
+failure of an older generation can only reach that generation's counter, which nobody reads any
+more. Open and
+half-open snapshots hold the count as a plain int, fixed when the breaker tripped. Under a
+``RatePolicy`` a closed generation counts in a sliding window instead (its ``Tally``), under the
+lock.
+
+Opt-in behaviour (rate policies, several probes, probe time limits, open durations) reaches the
+core as one :class:`Rules` value built at construction.
 """
 
 from __future__ import annotations
 
 import enum
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
+
+from ._policies import HalfOpen, RatePolicy, Tally
 
 __all__ = ["CLOSED", "HALF_OPEN", "INITIAL", "OPEN", "Snapshot", "State"]
 
@@ -54,10 +64,15 @@ class Snapshot:
         generation: Bumped by every transition and by ``reset()``. A call remembers the
             generation it was admitted under; outcomes of older generations change nothing.
         open_until: Clock reading after which an open breaker admits a probe.
-        probes: Half-open probes currently running.
+        probes: The half-open probes running, as ``(permit, started)`` pairs.
         failures: While closed, the counter of consecutive failures, or ``None`` while there
             are none (so a breaker that never failed shares one snapshot with every other).
         tripped_failures: While open or half-open, the failure count when the breaker tripped.
+        openings: Openings since the breaker last closed (drives backoff).
+        probe_successes: Successful probes of this half-open period.
+        probe_counts: ``(calls, failures, slow_calls)`` of the probes that finished in this
+            half-open period (judged by rate).
+        tally: While closed under a ``RatePolicy``, the generation's sliding window.
     """
 
     # A slotted class rather than a NamedTuple: the hot path reads these fields on every call,
@@ -65,16 +80,50 @@ class Snapshot:
     state: State
     generation: int
     open_until: float
-    probes: int
+    probes: tuple[tuple[int, float], ...]
     failures: itertools.count[int] | None
     tripped_failures: int
+    openings: int = 0
+    probe_successes: int = 0
+    probe_counts: tuple[int, int, int] = (0, 0, 0)
+    tally: Tally | None = None
 
 
-INITIAL = Snapshot(CLOSED, 0, 0.0, 0, None, 0)
+INITIAL = Snapshot(CLOSED, 0, 0.0, (), None, 0)
+
+SUCCESS, FAILURE, NEUTRAL = "success", "failure", "neutral"
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The configuration the transitions need, fixed when the breaker is built.
+
+    Attributes:
+        failure_threshold: Consecutive failures that open (when there is no policy).
+        policy: The rate policy, if any.
+        half_open: How the half-open state probes.
+        open_duration: ``(openings, failure) -> seconds`` of the next opening.
+        failure_result: Predicate on return values that marks a call failed (shell only).
+        slow_call_duration: Seconds after which a call is slow (shell only).
+        clocked: Whether calls must be timed (slow calls, or a time window).
+        lock_free_successes: Whether plain successes may be counted without the lock (a
+            count window and no slow calls).
+    """
+
+    failure_threshold: int
+    policy: RatePolicy | None
+    half_open: HalfOpen
+    open_duration: Callable[[int, BaseException | None], float]
+    failure_result: Callable[[Any], object] | None = None
+    slow_call_duration: float | None = None
+    clocked: bool = False
+    lock_free_successes: bool = False
 
 
 def failure_count(snapshot: Snapshot) -> int:
     """Return the number of consecutive failures counted in ``snapshot``."""
+    if snapshot.tally is not None:
+        return snapshot.tally.current_run()
     failures = snapshot.failures
     if failures is None:
         return snapshot.tripped_failures
@@ -83,30 +132,74 @@ def failure_count(snapshot: Snapshot) -> int:
     return int(repr(failures)[6:-1])
 
 
-def current_state(snapshot: Snapshot, now: float) -> State:
+def settle(snapshot: Snapshot, now: float, rules: Rules) -> Snapshot:
+    """Return ``snapshot`` after the lazy transitions due by ``now``.
+
+    A half-open probe running for longer than ``HalfOpen.max_duration`` stops holding its slot
+    and counts as a failed probe, as of the moment its time ran out.
+    """
+    limit = rules.half_open.max_duration
+    while limit is not None and snapshot.state is HALF_OPEN and snapshot.probes:
+        permit, started = min(snapshot.probes, key=lambda probe: probe[1])
+        expiry = started + limit
+        if now < expiry:
+            break
+        snapshot = probe_finished(snapshot, permit, FAILURE, False, expiry, rules, None)  # noqa: FBT003
+    return snapshot
+
+
+def current_state(snapshot: Snapshot, now: float, rules: Rules) -> State:
     """Return the state as callers see it: an open breaker past its deadline is half-open."""
+    snapshot = settle(snapshot, now, rules)
     if snapshot.state is OPEN and now >= snapshot.open_until:
         return HALF_OPEN
     return snapshot.state
 
 
-def admit(snapshot: Snapshot, now: float, max_probes: int) -> Snapshot | None:
-    """Return the snapshot after admitting one call, or ``None`` if the call is rejected.
+def admit(snapshot: Snapshot, now: float, rules: Rules, permit: int) -> tuple[Snapshot, bool]:
+    """Return the snapshot after one admission attempt, and whether the call is admitted.
 
-    The admitted call's generation is the returned snapshot's generation.
+    Keep the returned snapshot even when the call is rejected: lazy transitions may have
+    happened. A half-open probe is admitted under ``permit``, its own (negative) number.
     """
+    snapshot = settle(snapshot, now, rules)
     state = snapshot.state
     if state is CLOSED:
-        return snapshot
+        return snapshot, True
     if state is OPEN:
         if now < snapshot.open_until:
-            return None
-        # The recovery timeout has passed: this caller moves the breaker to half-open and
-        # becomes its first probe.
-        return replace(snapshot, state=HALF_OPEN, generation=snapshot.generation + 1, probes=1)
-    if snapshot.probes >= max_probes:
-        return None
-    return replace(snapshot, probes=snapshot.probes + 1)
+            return snapshot, False
+        # The open period is over: this caller moves the breaker to half-open and probes.
+        snapshot = Snapshot(
+            HALF_OPEN,
+            snapshot.generation + 1,
+            snapshot.open_until,
+            (),
+            None,
+            snapshot.tripped_failures,
+            snapshot.openings,
+        )
+    half_open = rules.half_open
+    running = len(snapshot.probes)
+    if running >= half_open.probes or (
+        half_open.judge_by_rate and snapshot.probe_counts[0] + running >= half_open.probes
+    ):
+        return snapshot, False
+    return replace(snapshot, probes=(*snapshot.probes, (permit, now))), True
+
+
+def open_now(
+    snapshot: Snapshot, now: float, rules: Rules, failures: int, failure: BaseException | None
+) -> Snapshot:
+    """Return the snapshot of a breaker that opens at ``now`` after ``failures`` failures."""
+    openings = snapshot.openings + 1
+    duration = rules.open_duration(openings, failure)
+    return Snapshot(OPEN, snapshot.generation + 1, now + duration, (), None, failures, openings)
+
+
+def close(snapshot: Snapshot) -> Snapshot:
+    """Return the snapshot of a breaker that closes (probes succeeded, or a reset)."""
+    return Snapshot(CLOSED, snapshot.generation + 1, snapshot.open_until, (), None, 0)
 
 
 def count_failures(snapshot: Snapshot) -> Snapshot:
@@ -116,21 +209,90 @@ def count_failures(snapshot: Snapshot) -> Snapshot:
     return replace(snapshot, failures=itertools.count())
 
 
-def trip(snapshot: Snapshot, failures: int, now: float, recovery_timeout: float) -> Snapshot:
-    """Return the snapshot of a breaker that opens now, after ``failures`` failures."""
-    return Snapshot(OPEN, snapshot.generation + 1, now + recovery_timeout, 0, None, failures)
-
-
-def close(snapshot: Snapshot) -> Snapshot:
-    """Return the snapshot of a breaker that closes (a probe succeeded, or a reset)."""
-    return Snapshot(CLOSED, snapshot.generation + 1, snapshot.open_until, 0, None, 0)
-
-
 def forget_failures(snapshot: Snapshot) -> Snapshot:
     """Return the closed ``snapshot`` after a success: same generation, no failures."""
-    return Snapshot(CLOSED, snapshot.generation, snapshot.open_until, 0, None, 0)
+    return Snapshot(CLOSED, snapshot.generation, snapshot.open_until, (), None, 0)
 
 
-def release_probe(snapshot: Snapshot) -> Snapshot:
-    """Return the half-open snapshot after a probe ended neutrally, giving its slot back."""
-    return replace(snapshot, probes=max(0, snapshot.probes - 1))
+def record_closed(
+    snapshot: Snapshot,
+    policy: RatePolicy,
+    outcome: str,
+    slow: bool,  # noqa: FBT001
+    started: float,
+    now: float,
+    rules: Rules,
+    failure: BaseException | None,
+) -> Snapshot:
+    """Return the closed snapshot after one of its calls succeeded or failed (locked).
+
+    The caller has checked that the call belongs to this closed generation; neutral outcomes
+    are not recorded at all.
+    """
+    tally = snapshot.tally
+    capacity = policy.window.capacity
+    if tally is None:
+        tally = Tally(policy.window.new(), lock_free_successes=rules.lock_free_successes)
+        snapshot = replace(snapshot, tally=tally)
+    else:
+        tally.drain(capacity or 0)
+    tally.record(failed=outcome == FAILURE, slow=slow, started=started, now=now)
+    # Judged after every call, successes included: the call that brings the window up to
+    # minimum_calls may be the one that makes the rate count.
+    counts = tally.counts(now)
+    run = tally.consecutive_failures
+    if policy.should_trip(counts.calls, counts.failures, counts.slow_calls, run):
+        return open_now(snapshot, now, rules, run, failure)
+    # A count window never holds fewer calls later in the same generation, so once it holds
+    # minimum_calls a plain success can no longer trip: successes may skip the lock.
+    tally.ready = counts.calls >= policy.required_calls
+    return snapshot
+
+
+def probe_finished(  # noqa: PLR0911 - one return per outcome reads better than nesting
+    snapshot: Snapshot,
+    permit: int,
+    outcome: str,
+    slow: bool,  # noqa: FBT001
+    now: float,
+    rules: Rules,
+    failure: BaseException | None,
+) -> Snapshot:
+    """Return the snapshot after the half-open probe ``permit`` finished with ``outcome``."""
+    if snapshot.state is not HALF_OPEN:
+        return snapshot
+    remaining = tuple(probe for probe in snapshot.probes if probe[0] != permit)
+    if len(remaining) == len(snapshot.probes):
+        return snapshot  # not a probe of this half-open period (or already timed out)
+    if outcome == NEUTRAL:
+        return replace(snapshot, probes=remaining)
+    half_open = rules.half_open
+    if half_open.judge_by_rate:
+        return _judge_probe(snapshot, remaining, outcome, slow, now, rules, failure)
+    if outcome == FAILURE:
+        # A failed probe re-opens at once; the count grows by one, as it always has.
+        return open_now(snapshot, now, rules, snapshot.tripped_failures + 1, failure)
+    successes = snapshot.probe_successes + 1
+    if successes >= half_open.successes:
+        return close(snapshot)
+    return replace(snapshot, probes=remaining, probe_successes=successes)
+
+
+def _judge_probe(
+    snapshot: Snapshot,
+    remaining: tuple[tuple[int, float], ...],
+    outcome: str,
+    slow: bool,  # noqa: FBT001
+    now: float,
+    rules: Rules,
+    failure: BaseException | None,
+) -> Snapshot:
+    """Count one probe outcome; once all N are in, let the policy decide: open or close."""
+    calls, failures, slow_calls = snapshot.probe_counts
+    counts = (calls + 1, failures + (outcome == FAILURE), slow_calls + slow)
+    if counts[0] < rules.half_open.probes:
+        return replace(snapshot, probes=remaining, probe_counts=counts)
+    policy = rules.policy  # judge_by_rate is refused at construction without a policy
+    if policy is not None and policy.should_trip(*counts, 0, ignore_minimum=True):
+        return open_now(snapshot, now, rules, snapshot.tripped_failures + counts[1], failure)
+    return close(snapshot)

@@ -13,7 +13,7 @@ import inspect
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ._breaker import _REJECTED
+from ._breaker import _REJECTED, NO_RESULT
 from ._errors import CircuitBreakerError
 from ._state import CLOSED, OPEN
 
@@ -28,7 +28,10 @@ def wrap(breaker: CircuitBreaker, function: Callable[..., Any]) -> Callable[...,
     if _is_async_generator_function(function):
         wrapper = _async_generator_wrapper(breaker, function)
     elif _is_coroutine_function(function):
-        wrapper = _coroutine_wrapper(breaker, function)
+        if breaker._plain:
+            wrapper = _coroutine_wrapper(breaker, function)
+        else:
+            wrapper = _coroutine_wrapper_with_rules(breaker, function)
     else:
         msg = (
             f"circuit breakers guard async callables only; {function!r} is synchronous "
@@ -57,26 +60,71 @@ def _coroutine_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) ->
     async def guarded(*args: Any, **kwargs: Any) -> Any:
         snapshot = breaker._snapshot
         if snapshot.state is CLOSED:
-            generation = snapshot.generation
+            permit = snapshot.generation
         else:
             # An open breaker inside its timeout rejects at once: the check that _admit()
             # starts with, inlined because it is every call's path while open.
             if snapshot.state is OPEN and breaker._clock() < snapshot.open_until:
-                generation = _REJECTED
+                permit = _REJECTED
             else:
-                generation = breaker._admit()
-            if generation == _REJECTED:
+                permit = breaker._admit()
+            if permit == _REJECTED:
                 if breaker._fallback_function is None:
                     raise CircuitBreakerError(breaker)
                 return await breaker._reject(args, kwargs)
         try:
             result = await function(*args, **kwargs)
         except BaseException as exc:
-            breaker._record_exception(generation, exc)
+            breaker._record_exception(permit, exc)
             raise
         snapshot = breaker._snapshot
         if snapshot.failures is not None or snapshot.state is not CLOSED:
-            breaker._record_success(generation)
+            breaker._record_success(permit)
+        return result
+
+    return guarded
+
+
+def _coroutine_wrapper_with_rules(
+    breaker: CircuitBreaker, function: Callable[..., Any]
+) -> Callable[..., Any]:
+    """The wrapper for breakers with a policy or a result predicate: every outcome counts."""
+    rules = breaker._get_rules()
+    clock = breaker._clock if rules.clocked else None
+    failure_result = rules.failure_result
+    lock_free = rules.lock_free_successes
+
+    @functools.wraps(function)
+    async def guarded(*args: Any, **kwargs: Any) -> Any:
+        snapshot = breaker._snapshot
+        if snapshot.state is CLOSED:
+            permit = snapshot.generation
+        else:
+            permit = breaker._admit()
+            if permit == _REJECTED:
+                if breaker._fallback_function is None:
+                    raise CircuitBreakerError(breaker)
+                return await breaker._reject(args, kwargs)
+        started = 0.0 if clock is None else clock()
+        try:
+            result = await function(*args, **kwargs)
+        except BaseException as exc:
+            breaker._finish(permit, started, NO_RESULT, exc)
+            raise
+        if lock_free:
+            # The common case under a count window, without the lock (see Tally): a success
+            # of the current closed generation whose window is already past minimum_calls.
+            snapshot = breaker._snapshot
+            tally = snapshot.tally
+            if (
+                tally is not None
+                and tally.ready
+                and snapshot.generation == permit
+                and (failure_result is None or not breaker._failed_result(failure_result, result))
+            ):
+                next(tally.pending)  # type: ignore[arg-type]
+                return result
+        breaker._finish(permit, started, result)
         return result
 
     return guarded
@@ -87,11 +135,12 @@ def _async_generator_wrapper(
 ) -> Callable[..., Any]:
     @functools.wraps(function)
     async def guarded(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        generation = breaker._admit()
-        if generation == _REJECTED:
+        permit = breaker._admit()
+        if permit == _REJECTED:
             async for item in _as_async_iterable(await breaker._reject(args, kwargs)):
                 yield item
             return
+        started = breaker._start()
         producer = function(*args, **kwargs)
         to_send: Any = None
         to_throw: BaseException | None = None
@@ -104,19 +153,19 @@ def _async_generator_wrapper(
                 else:
                     item = await producer.athrow(to_throw)
             except StopAsyncIteration:
-                breaker._record_success(generation)
+                breaker._complete(permit, started)
                 return
             except BaseException as exc:
                 if exc is to_throw:
-                    breaker._record_exception(generation, _NEUTRAL)
+                    breaker._complete(permit, started, NO_RESULT, _NEUTRAL)
                 else:
-                    breaker._record_exception(generation, exc)
+                    breaker._complete(permit, started, NO_RESULT, exc)
                 raise
             to_throw = None
             try:
                 to_send = yield item
             except GeneratorExit:
-                breaker._record_exception(generation, _NEUTRAL)
+                breaker._complete(permit, started, NO_RESULT, _NEUTRAL)
                 await producer.aclose()
                 raise
             except BaseException as exc:  # noqa: BLE001 - athrow() from the consumer: hand it on

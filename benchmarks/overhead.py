@@ -20,6 +20,10 @@ Scenarios (targets from the issue tracker in brackets):
             caught; baseline as for failure                                 [<= 1.5x]
   memory    bytes per breaker decorating one function, vs the passthrough  [<= 1.5x]
   leak      bytes retained per call on each path after many calls           [0]
+  policy    closed, success path under RatePolicy(CountWindow(100))         [<= 2.0x]
+  windows   per-call cost (alternating success/failure, failure rate 0.5
+            never reached) with CountWindow(10), (1,000) and (100,000): the
+            largest over the smallest                                       [< 1.2x]
 """
 
 from __future__ import annotations
@@ -38,11 +42,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aiocircuitbreaker import CircuitBreaker, CircuitBreakerError
+from aiocircuitbreaker import CircuitBreaker, CircuitBreakerError, CountWindow, RatePolicy
 
 HUGE = 10**9
 LONG = 3600.0
-TARGETS = {"success": 1.5, "failure": 1.6, "open": 1.5, "memory": 1.5}
+TARGETS = {"success": 1.5, "failure": 1.6, "open": 1.5, "memory": 1.5, "policy": 2.0}
 
 
 class Boom(Exception):  # noqa: N818 - the benchmark's stand-in failure
@@ -108,6 +112,22 @@ async def compare(
         "median_ratio": statistics.median(per_round),
         "best_ratio": min(samples["breaker"]) / min(samples["passthrough"]),
     }
+
+
+def with_policy(fn: Callable[..., Awaitable[Any]], size: int = 100) -> Any:
+    policy = RatePolicy(CountWindow(size), failure_rate=1.0)
+    return CircuitBreaker(expected_exception=Boom, policy=policy)(fn)
+
+
+async def alternate() -> int:
+    """Succeed and fail in turn (a failure rate of 0.5, under the 1.0 that would trip)."""
+    alternate.calls += 1  # type: ignore[attr-defined]
+    if alternate.calls % 2:  # type: ignore[attr-defined]
+        raise Boom
+    return 1
+
+
+alternate.calls = 0  # type: ignore[attr-defined]
 
 
 async def open_breaker() -> Callable[[], Awaitable[Any]]:
@@ -177,6 +197,12 @@ async def main(args: argparse.Namespace) -> int:
             n // 2,
             rounds,
         ),
+        "policy": await compare(
+            {"bare": ok, "passthrough": passthrough(ok), "breaker": with_policy(ok)},
+            loop_ok,
+            n,
+            rounds,
+        ),
     }
     print(
         f"{'scenario':<10}{'bare ns':>10}{'pass ns':>10}{'breaker ns':>12}"
@@ -213,6 +239,26 @@ async def main(args: argparse.Namespace) -> int:
         "open": await retained_per_call(loop_catch, await open_breaker(), count),
     }
     print("bytes retained per call: " + ", ".join(f"{k} {v:.1f}" for k, v in leaks.items()))
+    sizes = (10, 1_000, 100_000)
+    windows = await compare(
+        {
+            "passthrough": with_policy(alternate, sizes[0]),
+            "middle": with_policy(alternate, sizes[1]),
+            "breaker": with_policy(alternate, sizes[2]),
+        },
+        loop_catch,
+        n // 2,
+        rounds,
+    )
+    spread = windows["median_ratio"]
+    verdict = "" if spread < 1.2 else "  over"
+    if verdict:
+        failed.append("windows")
+    print(
+        "per-call cost with CountWindow(10 / 1,000 / 100,000): "
+        + " / ".join(f"{windows['ns'][k]:.0f} ns" for k in ("passthrough", "middle", "breaker"))
+        + f"; largest / smallest {spread:.2f}x (target < 1.2x){verdict}"
+    )
     if failed:
         print(f"\nover target: {', '.join(failed)} (noisy machine? rerun before believing it)")
     return 1 if failed and args.strict else 0
