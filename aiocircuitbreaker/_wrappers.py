@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._breaker import _REJECTED, NO_RESULT
 from ._errors import CircuitBreakerError
-from ._state import CLOSED, OPEN
+from ._state import CLOSED, FAILURE, OPEN
 
 if TYPE_CHECKING:
     from ._breaker import CircuitBreaker
@@ -75,7 +75,21 @@ def _coroutine_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) ->
         try:
             result = await function(*args, **kwargs)
         except BaseException as exc:
-            breaker._record_exception(permit, exc)
+            # The first branch of _record_exception, inlined: an expected failure of the
+            # current closed generation is counted lock-free without a further call, which is
+            # a measurable share of the failure path. Everything else goes the usual way.
+            snapshot = breaker._snapshot
+            failures = snapshot.failures
+            if (
+                failures is not None
+                and snapshot.generation == permit
+                and isinstance(exc, breaker._expected)
+            ):
+                breaker._last_failure = exc
+                if next(failures) + 1 >= breaker._failure_threshold:
+                    breaker._record(permit, FAILURE, exc, counted=True)
+            else:
+                breaker._record_exception(permit, exc)
             raise
         snapshot = breaker._snapshot
         if snapshot.failures is not None or snapshot.state is not CLOSED:
