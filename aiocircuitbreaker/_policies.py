@@ -233,8 +233,11 @@ class Backoff:
 
     def __call__(self, openings: int, failure: BaseException | None) -> float:
         """Return the duration of the ``openings``-th consecutive opening."""
-        exponent = min(openings - 1, 1024)  # past this the cap applies anyway
-        base = min(float(self.maximum), float(self.initial) * float(self.factor) ** exponent)
+        try:
+            grown = float(self.initial) * float(self.factor) ** (openings - 1)
+        except OverflowError:  # a long outage: the power outgrew floats, the cap applies
+            grown = math.inf
+        base = min(float(self.maximum), grown)
         if not self.jitter:
             return base
         spread = base * (1 + self.jitter * (2 * random.random() - 1))

@@ -340,6 +340,12 @@ async def test_backoff_grows_caps_and_resets(clock: FakeClock) -> None:
     assert info.value.open_remaining == 10
 
 
+async def test_backoff_survives_very_long_outages() -> None:
+    """Thousands of consecutive openings stay at the cap (no float overflow)."""
+    assert Backoff(initial=1, factor=2, maximum=60)(5_000, None) == 60
+    assert Backoff(initial=1, factor=3, maximum=60, jitter=0.5)(5_000, None) <= 60
+
+
 async def test_backoff_jitter_stays_in_bounds() -> None:
     """Jitter spreads durations within ±jitter of the base."""
     backoff = Backoff(initial=100, jitter=0.1)
