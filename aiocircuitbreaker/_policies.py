@@ -36,7 +36,7 @@ def _check_rate(parameter: str, value: object, *, optional: bool) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class Counts:
+class Counts(WindowCounts):
     """What a trip rule sees: the window's counts, plus the current run of failures.
 
     Attributes:
@@ -44,22 +44,11 @@ class Counts:
         failures: Failed calls in the window (expected exceptions, or results judged failed).
         slow_calls: Calls in the window slower than the policy's ``slow_call_duration``.
         consecutive_failures: Failures since the last success (not limited to the window).
+
+    ``failure_rate`` and ``slow_call_rate`` are the window's rates (0.0 with no calls).
     """
 
-    calls: int
-    failures: int
-    slow_calls: int
     consecutive_failures: int
-
-    @property
-    def failure_rate(self) -> float:
-        """Failures / calls (0.0 with no calls)."""
-        return self.failures / self.calls if self.calls else 0.0
-
-    @property
-    def slow_call_rate(self) -> float:
-        """Slow calls / calls (0.0 with no calls)."""
-        return self.slow_calls / self.calls if self.calls else 0.0
 
 
 @dataclass(frozen=True, slots=True)
