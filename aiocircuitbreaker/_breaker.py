@@ -535,16 +535,23 @@ class CircuitBreaker:
         started: float,
         result: Any = NO_RESULT,
         exc: BaseException | None = None,
+        *,
+        failed_result: bool | None = None,
     ) -> None:
-        """Record a call under the opt-in rules: failure by result, slow calls, rate policies."""
+        """Record a call under the opt-in rules: failure by result, slow calls, rate policies.
+
+        ``failed_result`` is the ``failure_result`` verdict when the caller asked already (the
+        predicate is asked once per call); ``None`` asks it here.
+        """
         rules = self._get_rules()
         now = self._clock() if rules.clocked else 0.0
         slow = rules.slow_call_duration is not None and now - started > rules.slow_call_duration
         if exc is not None:
             expected = isinstance(exc, self._expected)
             outcome = FAILURE if expected or (self._predicate and self._judge(exc)) else NEUTRAL
-        elif (
-            rules.failure_result is not None
+        elif failed_result or (
+            failed_result is None
+            and rules.failure_result is not None
             and result is not NO_RESULT  # `with` blocks and generators return nothing to judge
             and self._failed_result(rules.failure_result, result)
         ):

@@ -125,20 +125,16 @@ def _coroutine_wrapper_with_rules(
         except BaseException as exc:
             breaker._finish(permit, started, NO_RESULT, exc)
             raise
-        if lock_free:
+        failed = failure_result is not None and breaker._failed_result(failure_result, result)
+        if lock_free and not failed:
             # The common case under a count window, without the lock (see Tally): a success
             # of the current closed generation whose window is already past minimum_calls.
             snapshot = breaker._snapshot
             tally = snapshot.tally
-            if (
-                tally is not None
-                and tally.ready
-                and snapshot.generation == permit
-                and (failure_result is None or not breaker._failed_result(failure_result, result))
-            ):
+            if tally is not None and tally.ready and snapshot.generation == permit:
                 next(tally.pending)  # type: ignore[arg-type]
                 return result
-        breaker._finish(permit, started, result)
+        breaker._finish(permit, started, result, failed_result=failed)
         return result
 
     return guarded

@@ -594,3 +594,26 @@ async def test_backoff_jitter_respects_the_cap() -> None:
     """Jitter never takes an opening past maximum."""
     backoff = Backoff(initial=100, maximum=100, jitter=0.5)
     assert max(backoff(1, None) for _ in range(200)) <= 100
+
+
+async def test_result_predicate_is_asked_once_per_call(clock: FakeClock) -> None:
+    """Under a count-window policy the failure_result predicate runs exactly once per call."""
+    asked: list[object] = []
+
+    def judge(result: object) -> bool:
+        asked.append(result)
+        return result == "bad"
+
+    @circuit(
+        expected_exception=DependencyDown,
+        clock=clock,
+        failure_result=judge,
+        policy=RatePolicy(CountWindow(10), failure_rate=1.0, minimum_calls=1),
+    )
+    async def call(value: str) -> str:
+        return value
+
+    for value in ("good", "good", "bad", "good"):
+        assert await call(value) == value
+    assert asked == ["good", "good", "bad", "good"]
+    assert call.circuit_breaker.failure_count == 0  # type: ignore[attr-defined]
