@@ -283,10 +283,13 @@ class CircuitBreaker:
         """Close the breaker and forget its failures; calls still running no longer count."""
         _acquire()
         try:
-            self._snapshot = _state.close(self._snapshot)
+            before = self._snapshot
+            self._snapshot = _state.close(before)
             self._last_failure = None
         finally:
             _release()
+        if before.state is not CLOSED:
+            self._announce(self._snapshot, "reset()", 0.0)
 
     # -- properties ----------------------------------------------------------------------------
 
@@ -406,13 +409,16 @@ class CircuitBreaker:
         permit = next(_probe_permits)
         _acquire()
         try:
-            snapshot, admitted = _state.admit(self._snapshot, now, self._get_rules(), permit)
+            before = self._snapshot
+            snapshot, admitted = _state.admit(before, now, self._get_rules(), permit)
             self._snapshot = snapshot
-            if not admitted:
-                return _REJECTED
-            return snapshot.generation if snapshot.state is CLOSED else permit
         finally:
             _release()
+        if snapshot.generation != before.generation:
+            self._announce(snapshot, _admission_reason(before, snapshot), now)
+        if not admitted:
+            return _REJECTED
+        return snapshot.generation if snapshot.state is CLOSED else permit
 
     def _reject(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Awaitable[Any]:
         """Return an awaitable of the fallback's result, or raise CircuitBreakerError."""
@@ -498,12 +504,13 @@ class CircuitBreaker:
         rules = self._get_rules()
         _acquire()
         try:
-            snapshot = self._snapshot
+            before = snapshot = self._snapshot
             if now is None:
                 now = self._clock()
+            reason = ""
             if permit < 0:
-                snapshot = _state.probe_finished(
-                    _state.settle(snapshot, now, rules), permit, outcome, slow, now, rules, failure
+                snapshot, reason = _probe_outcome(
+                    snapshot, permit, outcome, slow, now, rules, failure
                 )
             elif snapshot.generation != permit or snapshot.state is not CLOSED:
                 return  # an outcome of an older generation changes nothing
@@ -511,6 +518,7 @@ class CircuitBreaker:
                 snapshot = _state.record_closed(
                     snapshot, rules.policy, outcome, slow, started, now, rules, failure
                 )
+                reason = "the rate policy tripped"
             elif outcome == SUCCESS:
                 if snapshot.failures is not None:
                     snapshot = _state.forget_failures(snapshot)
@@ -521,13 +529,36 @@ class CircuitBreaker:
                 failures = _state.failure_count(snapshot)
                 if failures >= self._failure_threshold:
                     snapshot = _state.open_now(snapshot, now, rules, failures, failure)
-            if outcome == FAILURE and failure is not None:
-                self._last_failure = failure
-            elif outcome == SUCCESS and snapshot.state is CLOSED:
-                self._last_failure = None  # the failure streak is over, as in 2.x
+                reason = f"{failures} consecutive failures"
+            self._keep_last_failure(outcome, failure, snapshot)
             self._snapshot = snapshot
         finally:
             _release()
+        if snapshot.generation != before.generation:
+            self._announce(snapshot, reason, now)
+
+    def _keep_last_failure(
+        self, outcome: str, failure: BaseException | None, snapshot: Snapshot
+    ) -> None:
+        if outcome == FAILURE and failure is not None:
+            self._last_failure = failure
+        elif outcome == SUCCESS and snapshot.state is CLOSED:
+            self._last_failure = None  # the failure streak is over, as in 2.x
+
+    def _announce(self, snapshot: Snapshot, reason: str, now: float) -> None:
+        """Log a state change (outside the lock): opening at WARNING, the others at INFO."""
+        if snapshot.state is OPEN:
+            logger.warning(
+                "circuit breaker %r opened: %s; rejecting calls for %.3f s (last failure: %r)",
+                self._name,
+                reason,
+                snapshot.open_until - now,
+                self._last_failure,
+            )
+        elif snapshot.state is CLOSED:
+            logger.info("circuit breaker %r closed: %s", self._name, reason)
+        else:
+            logger.info("circuit breaker %r half-open: %s", self._name, reason)
 
     def _finish(
         self,
@@ -592,6 +623,32 @@ class CircuitBreaker:
                 type(exc).__name__,
             )
             return False
+
+
+def _probe_outcome(
+    before: Snapshot,
+    permit: int,
+    outcome: str,
+    slow: bool,  # noqa: FBT001
+    now: float,
+    rules: Rules,
+    failure: BaseException | None,
+) -> tuple[Snapshot, str]:
+    """Return the snapshot after a probe's outcome, and the reason should the state change."""
+    settled = _state.settle(before, now, rules)
+    after = _state.probe_finished(settled, permit, outcome, slow, now, rules, failure)
+    if settled is not before:
+        return after, "a probe ran out of time (HalfOpen.max_duration)"
+    return after, f"half-open probe {outcome}"
+
+
+def _admission_reason(before: Snapshot, after: Snapshot) -> str:
+    """Say why an admission changed the state (lazily applied transitions)."""
+    if after.state is HALF_OPEN and before.state is OPEN:
+        return "the open period is over; admitting probes"
+    if after.state is HALF_OPEN:
+        return "a probe ran out of time, and the new open period is already over"
+    return "a probe ran out of time (HalfOpen.max_duration)"
 
 
 async def _resolve(value: Any) -> Any:
