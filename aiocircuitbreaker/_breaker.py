@@ -56,6 +56,9 @@ T = TypeVar("T")
 B = TypeVar("B", bound="CircuitBreaker")
 
 logger = logging.getLogger("aiocircuitbreaker")
+# A library's logger gets a NullHandler, so that an application that configured no logging is
+# not sent our WARNINGs through logging's last-resort handler on stderr.
+logger.addHandler(logging.NullHandler())
 
 # One lock for every breaker: critical sections are a few attribute reads and one assignment, so
 # contention is negligible, and a breaker costs no lock object. The hot paths (closed admission,
@@ -529,7 +532,7 @@ class CircuitBreaker:
                 failures = _state.failure_count(snapshot)
                 if failures >= self._failure_threshold:
                     snapshot = _state.open_now(snapshot, now, rules, failures, failure)
-                reason = f"{failures} consecutive failures"
+                reason = f"{failures} consecutive failure{'' if failures == 1 else 's'}"
             self._keep_last_failure(outcome, failure, snapshot)
             self._snapshot = snapshot
         finally:

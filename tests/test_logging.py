@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import subprocess
+import sys
 
 import pytest
 
@@ -140,3 +142,22 @@ async def test_logging_can_be_silenced(clock: FakeClock, caplog: pytest.LogCaptu
     finally:
         logging.getLogger("aiocircuitbreaker").setLevel(logging.NOTSET)
     assert messages(caplog) == []
+
+
+async def test_unconfigured_logging_prints_nothing() -> None:
+    """In a program that configured no logging, a state change writes nothing to stderr."""
+    program = (
+        "from aiocircuitbreaker import CircuitBreaker\n"
+        "breaker = CircuitBreaker(failure_threshold=1, name='quiet')\n"
+        "try:\n"
+        "    with breaker:\n"
+        "        raise OSError\n"
+        "except OSError:\n"
+        "    pass\n"
+        "assert breaker.opened\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
