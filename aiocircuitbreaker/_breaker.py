@@ -465,9 +465,7 @@ class CircuitBreaker:
 
     def _record_exception(self, permit: int, exc: BaseException) -> None:
         """Record a call that raised: a failure if ``exc`` is expected, else neutral."""
-        # _expected holds Exception subclasses only (checked at construction), so isinstance()
-        # alone keeps cancellation and other BaseExceptions neutral.
-        if isinstance(exc, self._expected) or (self._predicate is not None and self._judge(exc)):
+        if self._is_failure(exc):
             snapshot = self._snapshot
             failures = snapshot.failures  # a counter exists only while closed, without a policy
             if failures is not None and snapshot.generation == permit:
@@ -581,8 +579,7 @@ class CircuitBreaker:
         now = self._clock() if rules.clocked else 0.0
         slow = rules.slow_call_duration is not None and now - started > rules.slow_call_duration
         if exc is not None:
-            expected = isinstance(exc, self._expected)
-            outcome = FAILURE if expected or (self._predicate and self._judge(exc)) else NEUTRAL
+            outcome = FAILURE if self._is_failure(exc) else NEUTRAL
         elif failed_result or (
             failed_result is None
             and rules.failure_result is not None
@@ -610,12 +607,16 @@ class CircuitBreaker:
             )
             return False
 
-    def _judge(self, exc: BaseException) -> bool:
-        """Ask the ``expected_exception`` predicate whether ``exc`` is a failure."""
-        if not isinstance(exc, Exception):
+    def _is_failure(self, exc: BaseException) -> bool:
+        """Return whether ``exc`` is an expected failure (else the outcome is neutral)."""
+        # _expected holds Exception subclasses only (checked at construction), so isinstance()
+        # alone keeps cancellation and other BaseExceptions neutral.
+        if isinstance(exc, self._expected):
+            return True
+        if self._predicate is None or not isinstance(exc, Exception):
             return False  # cancellation, KeyboardInterrupt, GeneratorExit...: always neutral
         try:
-            return bool(self._predicate(type(exc), exc))  # type: ignore[misc]
+            return bool(self._predicate(type(exc), exc))
         except Exception:
             # A broken predicate must not replace the call's own exception or corrupt state:
             # the outcome is neutral, and the fault is logged.
