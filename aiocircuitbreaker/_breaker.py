@@ -9,14 +9,16 @@ was rejected.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 import logging
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from contextvars import ContextVar
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any, ClassVar, ParamSpec, TypeVar, overload
@@ -33,13 +35,28 @@ from ._config import (
     validate_recovery_timeout,
 )
 from ._errors import CircuitBreakerError
+from ._events import (
+    CallFailed,
+    CallNeutral,
+    CallRejected,
+    CallSucceeded,
+    Event,
+    Listener,
+    StateChanged,
+    Subscription,
+    deliver,
+    subscription,
+)
 from ._policies import Backoff, HalfOpen, OpenDuration, RatePolicy
-from ._registry import track
+from ._registry import global_subscriptions, track
 from ._state import (
     CLOSED,
+    DISABLED,
     FAILURE,
+    FORCED_OPEN,
     HALF_OPEN,
     INITIAL,
+    METRICS_ONLY,
     NEUTRAL,
     OPEN,
     SUCCESS,
@@ -47,6 +64,7 @@ from ._state import (
     Snapshot,
     State,
 )
+from ._statistics import Counters, Statistics
 
 __all__ = ["CircuitBreaker"]
 
@@ -75,11 +93,14 @@ _permits: ContextVar[tuple[tuple[CircuitBreaker, int, float], ...]] = ContextVar
 )
 
 _REJECTED = -1
+# The permit of a call let through by a disabled breaker: nothing about it is recorded.
+_BYPASS = -(2**62)
 NO_RESULT: Any = object()  # what a `with` block or an async generator "returns"
 # Half-open probes are admitted under permits of their own: negative numbers, so that they can
 # never be mistaken for a closed generation (>= 0) or for _REJECTED.
 _probe_permits = itertools.count(-2, -1)
 _DEFAULT_HALF_OPEN = HalfOpen()
+_OBSERVED = replace(INITIAL, observed=True)  # the first snapshot when global listeners exist
 
 
 class CircuitBreaker:
@@ -119,12 +140,13 @@ class CircuitBreaker:
     __slots__ = (
         "__weakref__",
         "_clock",
+        "_counters",
         "_expected",
         "_failure_threshold",
         "_fallback_function",
         "_last_failure",
+        "_listeners",
         "_name",
-        "_predicate",
         "_recovery_timeout",
         "_rules",
         "_snapshot",
@@ -133,6 +155,11 @@ class CircuitBreaker:
     _snapshot: Snapshot
     _last_failure: BaseException | None
     _name: str | None
+    # Made on first use (see _get_counters): unset until then, to keep unused breakers small.
+    _counters: Counters
+    # The subscriptions (own and global) that want per-call events; empty means no call ever
+    # builds an event, and the wrappers stay on their fast paths.
+    _listeners: tuple[Subscription, ...]
 
     def __init__(
         self,
@@ -147,6 +174,7 @@ class CircuitBreaker:
         failure_result: Callable[[Any], object] | None = None,
         half_open: HalfOpen | None = None,
         open_duration: Backoff | OpenDuration | None = None,
+        listeners: Iterable[Listener] = (),
     ) -> None:
         cls = type(self)
         self._failure_threshold = validate_failure_threshold(
@@ -157,7 +185,7 @@ class CircuitBreaker:
         self._recovery_timeout = validate_recovery_timeout(
             class_default(cls, "RECOVERY_TIMEOUT") if recovery_timeout is None else recovery_timeout
         )
-        self._expected, self._predicate = validate_expected_exception(
+        self._expected, predicate = validate_expected_exception(
             class_default(cls, "EXPECTED_EXCEPTION")
             if expected_exception is None
             else expected_exception
@@ -177,8 +205,21 @@ class CircuitBreaker:
         # None: the 2.x defaults, built on first need (most breakers never trip, and a Rules
         # object per breaker would cost memory for nothing).
         self._rules: Rules | None = None
-        if any(x is not None for x in (policy, failure_result, half_open, open_duration)):
-            self._rules = _build_rules(self, policy, failure_result, half_open, open_duration)
+        if any(
+            x is not None for x in (policy, failure_result, half_open, open_duration, predicate)
+        ):
+            self._rules = _build_rules(
+                self, policy, failure_result, half_open, open_duration, predicate
+            )
+        self._listeners = global_subscriptions(calls_only=True)
+        if self._listeners:
+            self._snapshot = _OBSERVED
+        given: object = listeners  # checked as any object: callers may pass anything
+        if isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
+            msg = f"listeners must be an iterable of callables, got {given!r}"
+            raise TypeError(msg)
+        for listener in listeners:
+            self.add_listener(listener)
         track(self)
 
     # -- decorating --------------------------------------------------------------------------
@@ -231,9 +272,17 @@ class CircuitBreaker:
         Raises:
             CircuitBreakerError: The call was rejected and no fallback is set.
         """
+        return await self._call(func, args, kwargs)  # type: ignore[no-any-return]
+
+    async def _call(
+        self, func: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """The general path of a guarded call: every state, mode, rule and listener."""
         permit = self._admit()
         if permit == _REJECTED:
-            return await self._reject(args, kwargs)  # type: ignore[no-any-return]
+            return await self._reject(args, kwargs)
+        if permit == _BYPASS:
+            return await func(*args, **kwargs)
         started = self._start()
         try:
             result = await func(*args, **kwargs)
@@ -248,6 +297,7 @@ class CircuitBreaker:
     def __enter__(self: B) -> B:
         permit = self._admit()
         if permit == _REJECTED:
+            self._count_rejection()
             raise CircuitBreakerError(self)
         _permits.set((*_permits.get(), (self, permit, self._start())))
         return self
@@ -283,16 +333,214 @@ class CircuitBreaker:
     # -- control -------------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Close the breaker and forget its failures; calls still running no longer count."""
+        """Close the breaker and forget its failures; calls still running no longer count.
+
+        The same as :meth:`close`, under the name ``circuitbreaker`` 2.x uses.
+        """
+        self._change(_close, "reset()")
+
+    def close(self) -> None:
+        """Close the breaker now, from any state or mode, and forget its failures.
+
+        Calls still running no longer count. This is also how a breaker leaves the modes set by
+        :meth:`force_open`, :meth:`disable` and :meth:`metrics_only`.
+        """
+        self._change(_close, "close()")
+
+    def open(self) -> None:
+        """Open the breaker now, as if it had tripped: it half-opens after its open duration."""
+        self._change(self._open_by_hand, "open()")
+
+    def force_open(self) -> None:
+        """Reject every call until :meth:`close` or :meth:`reset`, whatever the clock says."""
+        self._change(functools.partial(_enter_mode, FORCED_OPEN), "force_open()")
+
+    def disable(self) -> None:
+        """Let every call through, recording nothing, until :meth:`close` or :meth:`reset`."""
+        self._change(functools.partial(_enter_mode, DISABLED), "disable()")
+
+    def metrics_only(self) -> None:
+        """Let every call through and record it, never tripping, until :meth:`close`."""
+        self._change(functools.partial(_enter_mode, METRICS_ONLY), "metrics_only()")
+
+    def _open_by_hand(self, snapshot: Snapshot, now: float) -> Snapshot:
+        snapshot = _state.settle(snapshot, now, self._get_rules())
+        return _state.open_now(
+            snapshot, now, self._get_rules(), _state.failure_count(snapshot), None
+        )
+
+    def _change(self, transition: Callable[[Snapshot, float], Snapshot], reason: str) -> None:
+        """Apply a transition by hand, under the lock; then log it and tell the listeners."""
+        now = self._clock()
         _acquire()
         try:
             before = self._snapshot
-            self._snapshot = _state.close(before)
-            self._last_failure = None
+            after = transition(before, now)
+            self._store(after)
+            if after.state is CLOSED:
+                self._last_failure = None
+            self._changed_locked(before, after, now)
         finally:
             _release()
-        if before.state is not CLOSED:
-            self._announce(self._snapshot, "reset()", 0.0)
+        if after.state is not before.state:
+            self._announce(before, after, reason, now)
+
+    # -- listeners and statistics ------------------------------------------------------------
+
+    def add_listener(self, listener: Listener, *event_types: type[Event]) -> None:
+        """Call ``listener(event)`` for this breaker's events (of ``event_types``, or all).
+
+        ``listener`` may be sync or async (an async one is scheduled as a task, never awaited
+        by the call); what it raises is logged and ignored. Adding the same listener again
+        replaces its event types.
+
+        Raises:
+            TypeError: ``listener`` is not callable, or an event type is not an Event class.
+        """
+        added = subscription(listener, event_types)
+        _acquire()
+        try:
+            counters = self._counters_locked()
+            counters.subscriptions = (
+                *(s for s in counters.subscriptions if s.listener != listener),
+                added,
+            )
+        finally:
+            _release()
+        self._refresh_listeners()
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener``.
+
+        Raises:
+            ValueError: ``listener`` was not added to this breaker.
+        """
+        _acquire()
+        try:
+            counters = self._counters_locked()
+            kept = tuple(s for s in counters.subscriptions if s.listener != listener)
+            found = len(kept) != len(counters.subscriptions)
+            counters.subscriptions = kept
+        finally:
+            _release()
+        if not found:
+            msg = f"{listener!r} is not a listener of circuit breaker {self._name!r}"
+            raise ValueError(msg)
+        self._refresh_listeners()
+
+    def _subscriptions(self) -> tuple[Subscription, ...]:
+        """Return this breaker's own subscriptions followed by the global ones."""
+        try:
+            own = self._counters.subscriptions
+        except AttributeError:
+            own = ()
+        return (*own, *global_subscriptions(calls_only=False))
+
+    def _refresh_listeners(self) -> None:
+        """Recompute the call-event gate after a listener was added or removed."""
+        _acquire()
+        try:
+            self._listeners = tuple(s for s in self._subscriptions() if s.wants_calls)
+            observed = bool(self._listeners)
+            snapshot = self._snapshot
+            if snapshot.observed is not observed:
+                self._store(replace(snapshot, observed=observed))
+        finally:
+            _release()
+
+    def statistics(self) -> Statistics:
+        """Return what the breaker looks like now, and what it has counted, as one value.
+
+        Cheap enough for a health endpoint: no lock is held while it is built, and nothing is
+        computed per call that was counted.
+        """
+        counters = self._get_counters()
+        now = self._clock()
+        snapshot = self._snapshot
+        rules = self._rules
+        if snapshot.state is HALF_OPEN and rules is not None:
+            snapshot = _state.settle(snapshot, now, rules)
+        state = snapshot.state
+        changed_at = counters.changed_at
+        if state is OPEN and now >= snapshot.open_until:
+            state, changed_at = HALF_OPEN, max(changed_at, snapshot.open_until)
+        total = counters.counts(streak=_state.streak(snapshot))
+        failure_rate = slow_call_rate = None
+        tally = snapshot.tally
+        if tally is not None:
+            calls = tally.counts(now)
+            if calls.calls:
+                failure_rate = calls.failures / calls.calls
+                slow_call_rate = calls.slow_calls / calls.calls
+        if state is CLOSED or state is DISABLED or state is METRICS_ONLY:
+            remaining = 0.0
+        else:
+            remaining = snapshot.open_until - now
+        return Statistics(
+            name=self._name,
+            state=state,
+            generation=snapshot.generation,
+            since_change=counters.since_change(total),
+            total=total,
+            failure_count=_state.failure_count(snapshot),
+            failure_rate=failure_rate,
+            slow_call_rate=slow_call_rate,
+            time_in_state=max(0.0, now - changed_at),
+            openings=counters.openings,
+            open_remaining=remaining,
+            last_failure=self._last_failure,
+            transitions=tuple(counters.transitions.items()),
+        )
+
+    def _get_counters(self) -> Counters:
+        """Return the breaker's counters, making them on first use."""
+        try:
+            return self._counters
+        except AttributeError:
+            _acquire()
+            try:
+                return self._counters_locked()
+            finally:
+                _release()
+
+    def _counters_locked(self) -> Counters:
+        """Return the breaker's counters, making them on first use (the lock is held)."""
+        try:
+            return self._counters
+        except AttributeError:
+            counters = self._counters = Counters(self._clock())
+            snapshot = self._snapshot
+            counters.dirty = snapshot.failures is not None or snapshot.state is not CLOSED
+            return counters
+
+    def _store(self, snapshot: Snapshot) -> None:
+        """Make ``snapshot`` the breaker's state (the lock is held).
+
+        ``Counters.dirty`` caches whether a success must be recorded under the lock (failures
+        are pending, or the breaker is not closed): the wrappers' success path reads that one
+        flag next to the counter it bumps, instead of the snapshot's two fields.
+        """
+        before = self._snapshot
+        self._snapshot = snapshot
+        counters = self._counters_locked()
+        counters.dirty = snapshot.failures is not None or snapshot.state is not CLOSED
+        if before.failures is not None and snapshot.failures is not before.failures:
+            # A failure streak's counter is retired: its failures join the statistics' total
+            # (the lock-free failure path counts a failure only in its streak).
+            counters.failures += _state.failure_count(before)
+
+    def _count_rejection(self) -> None:
+        """Count a rejected call, and tell the listeners."""
+        try:
+            self._counters.rejected += 1
+        except AttributeError:
+            self._get_counters().rejected += 1
+        if self._listeners:
+            snapshot = self._snapshot
+            state = snapshot.state
+            if state is OPEN and self._clock() >= snapshot.open_until:
+                state = HALF_OPEN
+            deliver(self._listeners, CallRejected(self, self._clock(), state))
 
     # -- properties ----------------------------------------------------------------------------
 
@@ -359,8 +607,9 @@ class CircuitBreaker:
     @property
     def expected_exception(self) -> tuple[type[Exception], ...] | FailurePredicate:
         """What counts as a failure: a tuple of exception classes, or a predicate."""
-        if self._predicate is not None:
-            return self._predicate
+        rules = self._rules
+        if rules is not None and rules.predicate is not None:
+            return rules.predicate
         expected = self._expected
         return expected if isinstance(expected, tuple) else (expected,)
 
@@ -394,37 +643,47 @@ class CircuitBreaker:
         rules = self._rules
         if rules is None:
             # Two threads may both build it; they build the same value.
-            rules = self._rules = _build_rules(self, None, None, None, None)
+            rules = self._rules = _build_rules(self, None, None, None, None, None)
         return rules
 
-    def _admit(self) -> int:
-        """Return the permit a new call is admitted under, or ``_REJECTED``.
+    def _admit(self) -> int:  # noqa: PLR0911 - one return per state reads best here
+        """Return the permit a new call is admitted under, ``_REJECTED`` or ``_BYPASS``.
 
         A closed call's permit is the generation; a half-open probe's is a negative number of
-        its own.
+        its own. A disabled breaker lets calls through under ``_BYPASS``.
         """
         snapshot = self._snapshot
-        if snapshot.state is CLOSED:
+        state = snapshot.state
+        if state is CLOSED or state is METRICS_ONLY:
             return snapshot.generation
+        if state is DISABLED:
+            return _BYPASS
+        if state is FORCED_OPEN:
+            return _REJECTED
         now = self._clock()
-        if snapshot.state is OPEN and now < snapshot.open_until:
+        if state is OPEN and now < snapshot.open_until:
             return _REJECTED  # the common open case needs no lock
         permit = next(_probe_permits)
         _acquire()
         try:
             before = self._snapshot
             snapshot, admitted = _state.admit(before, now, self._get_rules(), permit)
-            self._snapshot = snapshot
+            self._store(snapshot)
+            self._changed_locked(before, snapshot, now)
         finally:
             _release()
         if snapshot.generation != before.generation:
-            self._announce(snapshot, _admission_reason(before, snapshot), now)
+            self._announce(before, snapshot, _admission_reason(before, snapshot), now)
         if not admitted:
             return _REJECTED
-        return snapshot.generation if snapshot.state is CLOSED else permit
+        state = snapshot.state
+        if state is DISABLED:
+            return _BYPASS
+        return permit if state is HALF_OPEN else snapshot.generation
 
     def _reject(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Awaitable[Any]:
-        """Return an awaitable of the fallback's result, or raise CircuitBreakerError."""
+        """Count a rejection; return an awaitable of the fallback's result, or raise."""
+        self._count_rejection()
         fallback = self._fallback_function
         if fallback is None:
             raise CircuitBreakerError(self)
@@ -437,9 +696,11 @@ class CircuitBreaker:
         return rules is None or (rules.policy is None and rules.failure_result is None)
 
     def _start(self) -> float:
-        """Return the clock reading a call starts at, if the rules need it."""
+        """Return the clock reading a call starts at, if the rules or the listeners need it."""
         rules = self._rules
-        return self._clock() if rules is not None and rules.clocked else 0.0
+        if self._listeners or (rules is not None and rules.clocked):
+            return self._clock()
+        return 0.0
 
     def _complete(
         self,
@@ -449,12 +710,51 @@ class CircuitBreaker:
         exc: BaseException | None = None,
     ) -> None:
         """Record a finished call, by the cheapest path its breaker's rules allow."""
+        if permit == _BYPASS:
+            return
         if not self._plain:
-            self._finish(permit, started, result, exc)
+            outcome = self._finish(permit, started, result, exc)
         elif exc is None:
+            self._count_success()
             self._record_success(permit)
+            outcome = SUCCESS
         else:
-            self._record_exception(permit, exc)
+            outcome = self._record_exception(permit, exc)
+        if self._listeners:
+            self._report_call(outcome, started, exc)
+
+    def _report_call(self, outcome: str, started: float, exc: BaseException | None) -> None:
+        """Tell the listeners how a call ended (only called when there are listeners)."""
+        now = self._clock()
+        duration = now - started
+        event: Event
+        if outcome == SUCCESS:
+            event = CallSucceeded(self, now, duration)
+        elif outcome == FAILURE:
+            event = CallFailed(self, now, duration, exc)
+        else:
+            if isinstance(exc, Neutral):
+                exc = exc.original
+            event = CallNeutral(self, now, duration, exc)  # type: ignore[arg-type]
+        deliver(self._listeners, event)
+
+    def _count_success(self) -> None:
+        try:
+            self._counters.successes += 1
+        except AttributeError:
+            self._get_counters().successes += 1
+
+    def _count_failure(self) -> None:
+        try:
+            self._counters.failures += 1
+        except AttributeError:
+            self._get_counters().failures += 1
+
+    def _count_neutral(self) -> None:
+        try:
+            self._counters.neutral += 1
+        except AttributeError:
+            self._get_counters().neutral += 1
 
     def _record_success(self, permit: int) -> None:
         """Record a success (2.x counting only: see _finish for the opt-in rules)."""
@@ -463,8 +763,12 @@ class CircuitBreaker:
             return  # nothing to reset: the hot path takes no lock
         self._record(permit, SUCCESS, None)
 
-    def _record_exception(self, permit: int, exc: BaseException) -> None:
-        """Record a call that raised: a failure if ``exc`` is expected, else neutral."""
+    def _record_exception(self, permit: int, exc: BaseException) -> str:
+        """Count and record a call that raised: a failure if ``exc`` is expected, else neutral.
+
+        Returns:
+            The outcome, FAILURE or NEUTRAL.
+        """
         if self._is_failure(exc):
             snapshot = self._snapshot
             failures = snapshot.failures  # a counter exists only while closed, without a policy
@@ -473,12 +777,15 @@ class CircuitBreaker:
                 # counter that a transition replaced meanwhile is never read again.
                 self._last_failure = exc
                 if next(failures) + 1 < self._failure_threshold:
-                    return
+                    return FAILURE
                 self._record(permit, FAILURE, exc, counted=True)
-            else:
-                self._record(permit, FAILURE, exc)
-        elif permit < 0 and self._snapshot.state is HALF_OPEN:
+            elif not self._record(permit, FAILURE, exc):
+                self._count_failure()  # not counted in a failure streak
+            return FAILURE
+        self._count_neutral()
+        if permit < 0 and self._snapshot.state is HALF_OPEN:
             self._record(permit, NEUTRAL, None)
+        return NEUTRAL
 
     def _record(
         self,
@@ -490,7 +797,7 @@ class CircuitBreaker:
         slow: bool = False,
         started: float = 0.0,
         now: float | None = None,
-    ) -> None:
+    ) -> bool:
         """Record one outcome under the lock (every path but the lock-free ones ends here).
 
         Args:
@@ -501,20 +808,28 @@ class CircuitBreaker:
             slow: The call was slower than the policy's ``slow_call_duration``.
             started: Clock reading when the call started (for time windows).
             now: Clock reading when it finished (read here if not given).
+
+        Returns:
+            Whether a failure was counted in the breaker's failure streak (which the
+            statistics read); ``False`` means the caller counts it.
         """
         rules = self._get_rules()
+        streaked = False
         _acquire()
         try:
             before = snapshot = self._snapshot
             if now is None:
                 now = self._clock()
             reason = ""
+            state = snapshot.state
             if permit < 0:
                 snapshot, reason = _probe_outcome(
                     snapshot, permit, outcome, slow, now, rules, failure
                 )
-            elif snapshot.generation != permit or snapshot.state is not CLOSED:
-                return  # an outcome of an older generation changes nothing
+            elif snapshot.generation != permit or (
+                state is not CLOSED and state is not METRICS_ONLY
+            ):
+                return False  # an outcome of an older generation changes nothing
             elif rules.policy is not None:
                 snapshot = _state.record_closed(
                     snapshot, rules.policy, outcome, slow, started, now, rules, failure
@@ -527,16 +842,19 @@ class CircuitBreaker:
                 if not counted:
                     snapshot = _state.count_failures(snapshot)
                     next(snapshot.failures)  # type: ignore[arg-type]
+                    streaked = True
                 failures = _state.failure_count(snapshot)
-                if failures >= self._failure_threshold:
+                if failures >= self._failure_threshold and state is CLOSED:
                     snapshot = _state.open_now(snapshot, now, rules, failures, failure)
                 reason = f"{failures} consecutive failure{'' if failures == 1 else 's'}"
             self._keep_last_failure(outcome, failure, snapshot)
-            self._snapshot = snapshot
+            self._store(snapshot)
+            self._changed_locked(before, snapshot, now)
         finally:
             _release()
         if snapshot.generation != before.generation:
-            self._announce(snapshot, reason, now)
+            self._announce(before, snapshot, reason, now)
+        return streaked
 
     def _keep_last_failure(
         self, outcome: str, failure: BaseException | None, snapshot: Snapshot
@@ -546,20 +864,53 @@ class CircuitBreaker:
         elif outcome == SUCCESS and snapshot.state is CLOSED:
             self._last_failure = None  # the failure streak is over, as in 2.x
 
-    def _announce(self, snapshot: Snapshot, reason: str, now: float) -> None:
-        """Log a state change (outside the lock): opening at WARNING, the others at INFO."""
-        if snapshot.state is OPEN:
+    def _changed_locked(self, before: Snapshot, after: Snapshot, now: float) -> None:
+        """Start the statistics' new period if ``after`` is a new generation (lock held)."""
+        if after.generation == before.generation:
+            return
+        # An open breaker became half-open when its deadline passed, not when a call noticed.
+        at = before.open_until if before.state is OPEN and after.state is HALF_OPEN else now
+        self._counters_locked().changed(before.state, after.state, min(at, now))
+
+    def _announce(self, before: Snapshot, after: Snapshot, reason: str, now: float) -> None:
+        """Log a state change and tell the listeners (outside the lock)."""
+        state = after.state
+        if state is OPEN:
             logger.warning(
                 "circuit breaker %r opened: %s; rejecting calls for %.3f s (last failure: %r)",
                 self._name,
                 reason,
-                snapshot.open_until - now,
+                after.open_until - now,
                 self._last_failure,
             )
-        elif snapshot.state is CLOSED:
+        elif state is CLOSED:
             logger.info("circuit breaker %r closed: %s", self._name, reason)
-        else:
+        elif state is HALF_OPEN:
             logger.info("circuit breaker %r half-open: %s", self._name, reason)
+        elif state is FORCED_OPEN:
+            logger.warning(
+                "circuit breaker %r forced open: %s; rejecting calls until closed",
+                self._name,
+                reason,
+            )
+        elif state is DISABLED:
+            logger.warning(
+                "circuit breaker %r disabled: %s; calls pass through unguarded",
+                self._name,
+                reason,
+            )
+        else:
+            logger.info(
+                "circuit breaker %r metrics-only: %s; recording calls, never tripping",
+                self._name,
+                reason,
+            )
+        if state is before.state:
+            return
+        subscriptions = self._subscriptions()
+        if subscriptions:
+            exception = self._last_failure if state is OPEN else None
+            deliver(subscriptions, StateChanged(self, now, before.state, state, reason, exception))
 
     def _finish(
         self,
@@ -569,11 +920,14 @@ class CircuitBreaker:
         exc: BaseException | None = None,
         *,
         failed_result: bool | None = None,
-    ) -> None:
-        """Record a call under the opt-in rules: failure by result, slow calls, rate policies.
+    ) -> str:
+        """Count and record a call under the opt-in rules: result predicate, slow calls, rates.
 
         ``failed_result`` is the ``failure_result`` verdict when the caller asked already (the
         predicate is asked once per call); ``None`` asks it here.
+
+        Returns:
+            The outcome: SUCCESS, FAILURE or NEUTRAL.
         """
         rules = self._get_rules()
         now = self._clock() if rules.clocked else 0.0
@@ -589,11 +943,21 @@ class CircuitBreaker:
             outcome = FAILURE
         else:
             outcome = SUCCESS
+        counters = self._get_counters()
+        if outcome == SUCCESS:
+            counters.successes += 1
+        elif outcome == NEUTRAL:
+            counters.neutral += 1
+        if slow and outcome != NEUTRAL:
+            counters.slow += 1
         if outcome == NEUTRAL and permit >= 0:
-            return
-        self._record(
+            return outcome
+        streaked = self._record(
             permit, outcome, exc, slow=slow, started=started, now=now if rules.clocked else None
         )
+        if outcome == FAILURE and not streaked:
+            counters.failures += 1
+        return outcome
 
     def _failed_result(self, predicate: Callable[[Any], object], result: Any) -> bool:
         """Ask ``failure_result``; if it raises, log that and count the call as a success."""
@@ -613,10 +977,12 @@ class CircuitBreaker:
         # alone keeps cancellation and other BaseExceptions neutral.
         if isinstance(exc, self._expected):
             return True
-        if self._predicate is None or not isinstance(exc, Exception):
+        rules = self._rules
+        predicate = None if rules is None else rules.predicate
+        if predicate is None or not isinstance(exc, Exception):
             return False  # cancellation, KeyboardInterrupt, GeneratorExit...: always neutral
         try:
-            return bool(self._predicate(type(exc), exc))
+            return bool(predicate(type(exc), exc))
         except Exception:
             # A broken predicate must not replace the call's own exception or corrupt state:
             # the outcome is neutral, and the fault is logged.
@@ -627,6 +993,26 @@ class CircuitBreaker:
                 type(exc).__name__,
             )
             return False
+
+
+def _close(snapshot: Snapshot, now: float) -> Snapshot:
+    return _state.close(snapshot)
+
+
+def _enter_mode(mode: State, snapshot: Snapshot, now: float) -> Snapshot:
+    return _state.enter_mode(snapshot, mode)
+
+
+class Neutral(BaseException):
+    """Wraps an exception whose outcome must not count (a BaseException is always neutral).
+
+    An async generator's consumer closing it, or throwing in an exception the producer hands
+    back, is not the dependency's fault.
+    """
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(original)
+        self.original = original
 
 
 def _probe_outcome(
@@ -716,6 +1102,7 @@ def _build_rules(
     failure_result: Callable[[Any], object] | None,
     half_open: object,
     open_duration: Backoff | OpenDuration | None,
+    predicate: FailurePredicate | None,
 ) -> Rules:
     """Validate the opt-in options of ``breaker`` and return its rules."""
     if policy is not None and not isinstance(policy, RatePolicy):
@@ -751,4 +1138,5 @@ def _build_rules(
         lock_free_successes=slow is None
         and policy is not None
         and policy.window.capacity is not None,
+        predicate=predicate,
     )

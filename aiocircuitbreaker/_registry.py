@@ -1,4 +1,4 @@
-"""CircuitBreakerMonitor: a process-wide, read-mostly view of the live breakers.
+"""CircuitBreakerMonitor: a process-wide view of the live breakers, and global listeners.
 
 The registry holds weak references only, so a breaker made per request (or per test) is freed as
 soon as its owner drops it; dead references are pruned as the list grows, at amortised O(1) cost
@@ -7,21 +7,56 @@ per registration.
 
 from __future__ import annotations
 
+import fnmatch
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from ._state import CLOSED, OPEN
+from ._events import Event, Listener, Subscription, subscription
+from ._state import CLOSED, FORCED_OPEN, OPEN
 
 if TYPE_CHECKING:
     from ._breaker import CircuitBreaker
+    from ._statistics import Statistics
+
+Match = str | Callable[["CircuitBreaker"], object] | None
+"""Which breakers a group operation acts on: all (``None``), a glob on their names, or a
+predicate taking the breaker."""
 
 __all__ = ["CircuitBreakerMonitor"]
 
 _lock = threading.Lock()
 _refs: list[weakref.ref[CircuitBreaker]] = []
 _prune_at = 64
+# Listeners of every breaker's events, and the subset that wants per-call events.
+_global: tuple[Subscription, ...] = ()
+_global_calls: tuple[Subscription, ...] = ()
+
+
+def global_subscriptions(*, calls_only: bool) -> tuple[Subscription, ...]:
+    """Return the global subscriptions (only those wanting call events if ``calls_only``)."""
+    return _global_calls if calls_only else _global
+
+
+def _set_global(subscriptions: tuple[Subscription, ...]) -> None:
+    global _global, _global_calls  # noqa: PLW0603 - the registry's module state
+    _global = subscriptions
+    _global_calls = tuple(s for s in subscriptions if s.wants_calls)
+    for breaker in _live():
+        breaker._refresh_listeners()
+
+
+def _matching(match: Match) -> list[CircuitBreaker]:
+    if match is None:
+        return _live()
+    if isinstance(match, str):
+        return [b for b in _live() if b.name is not None and fnmatch.fnmatchcase(b.name, match)]
+    given: object = match  # checked as any object: callers may pass anything
+    if callable(given):
+        return [b for b in _live() if given(b)]
+    msg = f"match must be None, a glob on breaker names or a predicate, got {given!r}"
+    raise TypeError(msg)
 
 
 def track(breaker: CircuitBreaker) -> None:
@@ -78,8 +113,8 @@ class CircuitBreakerMonitor(metaclass=_MonitorType):
 
     @classmethod
     def get_open(cls) -> Iterator[CircuitBreaker]:
-        """Yield the breakers that are open now (rejecting calls, recovery timeout running)."""
-        return (b for b in _live() if b.state is OPEN)
+        """Yield the breakers that are open now (rejecting calls: open or forced open)."""
+        return (b for b in _live() if b.state is OPEN or b.state is FORCED_OPEN)
 
     @classmethod
     def get_closed(cls) -> Iterator[CircuitBreaker]:
@@ -90,3 +125,74 @@ class CircuitBreakerMonitor(metaclass=_MonitorType):
     def all_closed(cls) -> bool:
         """Return whether no live breaker is open."""
         return not any(True for _ in cls.get_open())
+
+    @classmethod
+    def statistics(cls, match: Match = None) -> list[Statistics]:
+        """Return ``statistics()`` of every live breaker (or those ``match`` picks), oldest first.
+
+        ``match`` is a glob on breaker names (``"payments.*"``) or a predicate on the breaker.
+        """
+        return [breaker.statistics() for breaker in _matching(match)]
+
+    @classmethod
+    def open_all(cls, match: Match = None) -> list[CircuitBreaker]:
+        """Open every live breaker (or those ``match`` picks); return them."""
+        return _each(match, "open")
+
+    @classmethod
+    def close_all(cls, match: Match = None) -> list[CircuitBreaker]:
+        """Close every live breaker (or those ``match`` picks), leaving any mode; return them."""
+        return _each(match, "close")
+
+    @classmethod
+    def reset_all(cls, match: Match = None) -> list[CircuitBreaker]:
+        """Reset every live breaker (or those ``match`` picks); return them."""
+        return _each(match, "reset")
+
+    @classmethod
+    def force_open_all(cls, match: Match = None) -> list[CircuitBreaker]:
+        """Force open every live breaker (or those ``match`` picks); return them."""
+        return _each(match, "force_open")
+
+    @classmethod
+    def disable_all(cls, match: Match = None) -> list[CircuitBreaker]:
+        """Disable every live breaker (or those ``match`` picks); return them."""
+        return _each(match, "disable")
+
+    @classmethod
+    def metrics_only_all(cls, match: Match = None) -> list[CircuitBreaker]:
+        """Put every live breaker (or those ``match`` picks) in metrics-only mode."""
+        return _each(match, "metrics_only")
+
+    @classmethod
+    def add_listener(cls, listener: Listener, *event_types: type[Event]) -> None:
+        """Call ``listener(event)`` for the events of every breaker, present and future.
+
+        The same rules as ``CircuitBreaker.add_listener``: sync or async, faults logged and
+        ignored, ``event_types`` to narrow what it gets; adding it again replaces its types.
+        """
+        added = subscription(listener, event_types)
+        with _lock:
+            kept = tuple(s for s in _global if s.listener != listener)
+        _set_global((*kept, added))
+
+    @classmethod
+    def remove_listener(cls, listener: Listener) -> None:
+        """Stop calling a global listener.
+
+        Raises:
+            ValueError: ``listener`` was not added with :meth:`add_listener`.
+        """
+        with _lock:
+            kept = tuple(s for s in _global if s.listener != listener)
+        if len(kept) == len(_global):
+            msg = f"{listener!r} is not a global circuit breaker listener"
+            raise ValueError(msg)
+        _set_global(kept)
+
+
+def _each(match: Match, method: str) -> list[CircuitBreaker]:
+    breakers = _matching(match)
+    for breaker in breakers:
+        getattr(breaker, method)()
+    return breakers

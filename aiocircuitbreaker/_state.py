@@ -22,17 +22,34 @@ from __future__ import annotations
 
 import enum
 import itertools
+import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ._policies import HalfOpen, RatePolicy, Tally
 
-__all__ = ["CLOSED", "HALF_OPEN", "INITIAL", "OPEN", "Snapshot", "State"]
+__all__ = [
+    "CLOSED",
+    "DISABLED",
+    "FORCED_OPEN",
+    "HALF_OPEN",
+    "INITIAL",
+    "METRICS_ONLY",
+    "OPEN",
+    "Snapshot",
+    "State",
+]
 
 
 class State(str, enum.Enum):
-    """The three states of a circuit breaker.
+    """The states of a circuit breaker.
+
+    ``CLOSED``, ``OPEN`` and ``HALF_OPEN`` are the state machine's own. The other three are
+    modes an operator sets by hand, and only leaves by ``close()`` or ``reset()``:
+    ``FORCED_OPEN`` rejects every call and ignores the recovery timeout; ``DISABLED`` lets every
+    call through and records nothing; ``METRICS_ONLY`` lets every call through and records it
+    (statistics, events, failure counts) but never trips.
 
     Members compare equal to their string values (``State.OPEN == "open"``) and print as them,
     which keeps code written for ``circuitbreaker``'s string constants working.
@@ -41,6 +58,9 @@ class State(str, enum.Enum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
+    FORCED_OPEN = "forced_open"
+    DISABLED = "disabled"
+    METRICS_ONLY = "metrics_only"
 
     def __str__(self) -> str:
         return self.value
@@ -52,6 +72,10 @@ class State(str, enum.Enum):
 CLOSED = State.CLOSED
 OPEN = State.OPEN
 HALF_OPEN = State.HALF_OPEN
+FORCED_OPEN = State.FORCED_OPEN
+DISABLED = State.DISABLED
+METRICS_ONLY = State.METRICS_ONLY
+MODES = frozenset({FORCED_OPEN, DISABLED, METRICS_ONLY})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +97,9 @@ class Snapshot:
         probe_counts: ``(calls, failures, slow_calls)`` of the probes that finished in this
             half-open period (judged by rate).
         tally: While closed under a ``RatePolicy``, the generation's sliding window.
+        observed: Whether listeners want the breaker's per-call events (a breaker setting,
+            carried from snapshot to snapshot so that the wrappers test one field).
+        fast: Closed and not observed: a call takes the wrappers' fast path (derived).
     """
 
     # A slotted class rather than a NamedTuple: the hot path reads these fields on every call,
@@ -87,6 +114,11 @@ class Snapshot:
     probe_successes: int = 0
     probe_counts: tuple[int, int, int] = (0, 0, 0)
     tally: Tally | None = None
+    observed: bool = False
+    fast: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fast", self.state is CLOSED and not self.observed)
 
 
 INITIAL = Snapshot(CLOSED, 0, 0.0, (), None, 0)
@@ -108,6 +140,7 @@ class Rules:
         clocked: Whether calls must be timed (slow calls, or a time window).
         lock_free_successes: Whether plain successes may be counted without the lock (a
             count window and no slow calls).
+        predicate: The ``expected_exception`` predicate, if one was given (shell only).
     """
 
     failure_threshold: int
@@ -118,6 +151,7 @@ class Rules:
     slow_call_duration: float | None = None
     clocked: bool = False
     lock_free_successes: bool = False
+    predicate: Callable[[type[BaseException], BaseException], object] | None = None
 
 
 def failure_count(snapshot: Snapshot) -> int:
@@ -130,6 +164,11 @@ def failure_count(snapshot: Snapshot) -> int:
     # itertools.count cannot be read without advancing it but through its repr, "count(N)";
     # this is for reporting and for the (locked, rare) trip decision only.
     return int(repr(failures)[6:-1])
+
+
+def streak(snapshot: Snapshot) -> int:
+    """Return the failures counted in the snapshot's lock-free streak counter (0 if none)."""
+    return 0 if snapshot.failures is None else failure_count(snapshot)
 
 
 def settle(snapshot: Snapshot, now: float, rules: Rules) -> Snapshot:
@@ -164,8 +203,10 @@ def admit(snapshot: Snapshot, now: float, rules: Rules, permit: int) -> tuple[Sn
     """
     snapshot = settle(snapshot, now, rules)
     state = snapshot.state
-    if state is CLOSED:
+    if state is CLOSED or state is METRICS_ONLY or state is DISABLED:
         return snapshot, True
+    if state is FORCED_OPEN:
+        return snapshot, False
     if state is OPEN:
         if now < snapshot.open_until:
             return snapshot, False
@@ -178,6 +219,7 @@ def admit(snapshot: Snapshot, now: float, rules: Rules, permit: int) -> tuple[Sn
             None,
             snapshot.tripped_failures,
             snapshot.openings,
+            observed=snapshot.observed,
         )
     half_open = rules.half_open
     running = len(snapshot.probes)
@@ -194,12 +236,29 @@ def open_now(
     """Return the snapshot of a breaker that opens at ``now`` after ``failures`` failures."""
     openings = snapshot.openings + 1
     duration = rules.open_duration(openings, failure)
-    return Snapshot(OPEN, snapshot.generation + 1, now + duration, (), None, failures, openings)
+    return Snapshot(
+        OPEN,
+        snapshot.generation + 1,
+        now + duration,
+        (),
+        None,
+        failures,
+        openings,
+        observed=snapshot.observed,
+    )
 
 
 def close(snapshot: Snapshot) -> Snapshot:
     """Return the snapshot of a breaker that closes (probes succeeded, or a reset)."""
-    return Snapshot(CLOSED, snapshot.generation + 1, snapshot.open_until, (), None, 0)
+    return Snapshot(
+        CLOSED,
+        snapshot.generation + 1,
+        snapshot.open_until,
+        (),
+        None,
+        0,
+        observed=snapshot.observed,
+    )
 
 
 def count_failures(snapshot: Snapshot) -> Snapshot:
@@ -210,8 +269,29 @@ def count_failures(snapshot: Snapshot) -> Snapshot:
 
 
 def forget_failures(snapshot: Snapshot) -> Snapshot:
-    """Return the closed ``snapshot`` after a success: same generation, no failures."""
-    return Snapshot(CLOSED, snapshot.generation, snapshot.open_until, (), None, 0)
+    """Return the closed (or metrics-only) ``snapshot`` after a success: no failures."""
+    return Snapshot(
+        snapshot.state,
+        snapshot.generation,
+        snapshot.open_until,
+        (),
+        None,
+        0,
+        observed=snapshot.observed,
+    )
+
+
+def enter_mode(snapshot: Snapshot, mode: State) -> Snapshot:
+    """Return the snapshot of a breaker put into ``mode`` by hand (one of MODES).
+
+    Forced open never admits a probe (its deadline is infinite). The failure count of the
+    state left behind is kept for reporting; counting restarts under metrics-only.
+    """
+    until = math.inf if mode is FORCED_OPEN else snapshot.open_until
+    failures = 0 if mode is METRICS_ONLY else failure_count(snapshot)
+    return Snapshot(
+        mode, snapshot.generation + 1, until, (), None, failures, observed=snapshot.observed
+    )
 
 
 def record_closed(
@@ -224,7 +304,7 @@ def record_closed(
     rules: Rules,
     failure: BaseException | None,
 ) -> Snapshot:
-    """Return the closed snapshot after one of its calls succeeded or failed (locked).
+    """Return the closed (or metrics-only) snapshot after one of its calls finished (locked).
 
     The caller has checked that the call belongs to this closed generation; neutral outcomes
     are not recorded at all.
@@ -241,7 +321,9 @@ def record_closed(
     # minimum_calls may be the one that makes the rate count.
     counts = tally.counts(now)
     run = tally.consecutive_failures
-    if policy.should_trip(counts.calls, counts.failures, counts.slow_calls, run):
+    if snapshot.state is CLOSED and policy.should_trip(
+        counts.calls, counts.failures, counts.slow_calls, run
+    ):  # metrics-only records the same way, and never trips
         return open_now(snapshot, now, rules, run, failure)
     # A count window never holds fewer calls later in the same generation, so once it holds
     # minimum_calls a plain success can no longer trip: successes may skip the lock.

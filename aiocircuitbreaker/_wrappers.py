@@ -13,9 +13,9 @@ import inspect
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ._breaker import _REJECTED, NO_RESULT
+from ._breaker import _BYPASS, _REJECTED, NO_RESULT, Neutral
 from ._errors import CircuitBreakerError
-from ._state import CLOSED, FAILURE, OPEN
+from ._state import FAILURE, OPEN
 
 if TYPE_CHECKING:
     from ._breaker import CircuitBreaker
@@ -59,19 +59,25 @@ def _coroutine_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) ->
     @functools.wraps(function)
     async def guarded(*args: Any, **kwargs: Any) -> Any:
         snapshot = breaker._snapshot
-        if snapshot.state is CLOSED:
+        if snapshot.fast:  # closed, and no listener wants call events
             permit = snapshot.generation
-        else:
+        elif (
+            snapshot.state is OPEN
+            and not snapshot.observed
+            and breaker._clock() < snapshot.open_until
+        ):
             # An open breaker inside its timeout rejects at once: the check that _admit()
             # starts with, inlined because it is every call's path while open.
-            if snapshot.state is OPEN and breaker._clock() < snapshot.open_until:
-                permit = _REJECTED
-            else:
-                permit = breaker._admit()
-            if permit == _REJECTED:
-                if breaker._fallback_function is None:
-                    raise CircuitBreakerError(breaker)
-                return await breaker._reject(args, kwargs)
+            if breaker._fallback_function is None:
+                try:
+                    breaker._counters.rejected += 1
+                except AttributeError:
+                    breaker._get_counters().rejected += 1
+                raise CircuitBreakerError(breaker)
+            return await breaker._reject(args, kwargs)
+        else:
+            # Every other case (half-open, modes, listeners) takes the general path.
+            return await breaker._call(function, args, kwargs)
         try:
             result = await function(*args, **kwargs)
         except BaseException as exc:
@@ -85,14 +91,21 @@ def _coroutine_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) ->
                 and snapshot.generation == permit
                 and isinstance(exc, breaker._expected)
             ):
+                # (Counted in the statistics through the streak: see CircuitBreaker._store.)
                 breaker._last_failure = exc
                 if next(failures) + 1 >= breaker._failure_threshold:
                     breaker._record(permit, FAILURE, exc, counted=True)
             else:
                 breaker._record_exception(permit, exc)
             raise
-        snapshot = breaker._snapshot
-        if snapshot.failures is not None or snapshot.state is not CLOSED:
+        # Counted without the lock: one slot increment (see _statistics). The same object says
+        # whether the breaker needs the success recorded (failures pending, or not closed).
+        try:
+            counters = breaker._counters
+        except AttributeError:
+            counters = breaker._get_counters()
+        counters.successes += 1
+        if counters.dirty:
             breaker._record_success(permit)
         return result
 
@@ -111,14 +124,9 @@ def _coroutine_wrapper_with_rules(
     @functools.wraps(function)
     async def guarded(*args: Any, **kwargs: Any) -> Any:
         snapshot = breaker._snapshot
-        if snapshot.state is CLOSED:
-            permit = snapshot.generation
-        else:
-            permit = breaker._admit()
-            if permit == _REJECTED:
-                if breaker._fallback_function is None:
-                    raise CircuitBreakerError(breaker)
-                return await breaker._reject(args, kwargs)
+        if not snapshot.fast:
+            return await breaker._call(function, args, kwargs)
+        permit = snapshot.generation
         started = 0.0 if clock is None else clock()
         try:
             result = await function(*args, **kwargs)
@@ -133,6 +141,10 @@ def _coroutine_wrapper_with_rules(
             tally = snapshot.tally
             if tally is not None and tally.ready and snapshot.generation == permit:
                 next(tally.pending)  # type: ignore[arg-type]
+                try:
+                    breaker._counters.successes += 1
+                except AttributeError:
+                    breaker._get_counters().successes += 1
                 return result
         breaker._finish(permit, started, result, failed_result=failed)
         return result
@@ -146,8 +158,13 @@ def _async_generator_wrapper(
     @functools.wraps(function)
     async def guarded(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
         permit = breaker._admit()
-        if permit == _REJECTED:
-            async for item in _as_async_iterable(await breaker._reject(args, kwargs)):
+        if permit in (_REJECTED, _BYPASS):
+            # Rejected: the fallback's items. Disabled: the producer's, unguarded.
+            async for item in (
+                function(*args, **kwargs)
+                if permit == _BYPASS
+                else _as_async_iterable(await breaker._reject(args, kwargs))
+            ):
                 yield item
             return
         started = breaker._start()
@@ -167,28 +184,21 @@ def _async_generator_wrapper(
                 return
             except BaseException as exc:
                 if exc is to_throw:
-                    breaker._complete(permit, started, NO_RESULT, _NEUTRAL)
+                    breaker._complete(permit, started, NO_RESULT, Neutral(exc))
                 else:
                     breaker._complete(permit, started, NO_RESULT, exc)
                 raise
             to_throw = None
             try:
                 to_send = yield item
-            except GeneratorExit:
-                breaker._complete(permit, started, NO_RESULT, _NEUTRAL)
+            except GeneratorExit as exc:
+                breaker._complete(permit, started, NO_RESULT, Neutral(exc))
                 await producer.aclose()
                 raise
             except BaseException as exc:  # noqa: BLE001 - athrow() from the consumer: hand it on
                 to_throw = exc
 
     return guarded
-
-
-class _Neutral(BaseException):
-    """Stands for an outcome that must not count (a BaseException is always neutral)."""
-
-
-_NEUTRAL = _Neutral()
 
 
 async def _as_async_iterable(value: Any) -> AsyncGenerator[Any, None]:

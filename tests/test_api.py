@@ -213,7 +213,14 @@ async def test_state_compares_with_strings() -> None:
     assert str(State.HALF_OPEN) == "half_open"
     assert f"{State.OPEN}" == "open"
     assert {"open": 1}[State.OPEN] == 1
-    assert [m.name for m in State] == ["CLOSED", "OPEN", "HALF_OPEN"]
+    assert [m.name for m in State] == [
+        "CLOSED",
+        "OPEN",
+        "HALF_OPEN",
+        "FORCED_OPEN",
+        "DISABLED",
+        "METRICS_ONLY",
+    ]
 
 
 async def test_properties_before_any_call(clock: FakeClock) -> None:

@@ -1,0 +1,246 @@
+"""Events a breaker reports to its listeners, and how they are delivered.
+
+::
+
+    Event                 every event: the breaker, and the breaker's clock reading
+     ├── StateChanged     the state changed: old and new state, why, and the failure behind it
+     ├── CallSucceeded    a guarded call finished and counted as a success
+     ├── CallFailed       ... counted as a failure (an expected exception, or a failed result)
+     ├── CallNeutral      ... counted as neither (cancelled, or an exception that is not expected)
+     └── CallRejected     a call was not run: the breaker is open, or its probe slots are taken
+
+A listener is a plain callable taking one event. It may be synchronous, or return an awaitable
+(an ``async def`` function): then the awaitable is scheduled as a task of its own on the running
+event loop and never awaited by the guarded call. Whatever a listener raises is logged on the
+``aiocircuitbreaker`` logger and swallowed: a listener can never change a call's outcome.
+
+Listeners are called outside the breaker's lock, so they may read the breaker or call
+``open()`` / ``close()`` on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from ._state import State
+
+if TYPE_CHECKING:
+    from ._breaker import CircuitBreaker
+
+__all__ = [
+    "CallFailed",
+    "CallNeutral",
+    "CallRejected",
+    "CallSucceeded",
+    "Event",
+    "Listener",
+    "StateChanged",
+]
+
+logger = logging.getLogger("aiocircuitbreaker")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """The base of every event.
+
+    Attributes:
+        breaker: The breaker the event is about.
+        time: The breaker's clock reading when the event happened.
+    """
+
+    breaker: CircuitBreaker
+    time: float
+
+    @property
+    def name(self) -> str | None:
+        """The breaker's name."""
+        return self.breaker.name
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged(Event):
+    """The breaker changed state.
+
+    An open breaker becomes half-open lazily: the event comes with the first call after the
+    open period, not at the deadline itself (a breaker runs no timers).
+
+    Attributes:
+        old_state: The state before.
+        new_state: The state after.
+        reason: Why, in words (for logs and alerts).
+        exception: The failure that caused the change (the last failure when it opened), or
+            ``None``.
+    """
+
+    old_state: State
+    new_state: State
+    reason: str
+    exception: BaseException | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallSucceeded(Event):
+    """A guarded call finished and counted as a success.
+
+    Attributes:
+        duration: Seconds the call took, by the breaker's clock.
+    """
+
+    duration: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallFailed(Event):
+    """A guarded call finished and counted as a failure.
+
+    Attributes:
+        duration: Seconds the call took, by the breaker's clock.
+        exception: The expected exception it raised, or ``None`` when ``failure_result``
+            judged its return value a failure.
+    """
+
+    duration: float
+    exception: BaseException | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallNeutral(Event):
+    """A guarded call finished and counted as neither success nor failure.
+
+    Attributes:
+        duration: Seconds the call took, by the breaker's clock.
+        exception: What it raised: a cancellation, or an exception that is not expected.
+    """
+
+    duration: float
+    exception: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class CallRejected(Event):
+    """A call was rejected without running (a fallback, if any, was used instead).
+
+    Attributes:
+        state: The breaker's state at the rejection (open, forced open, or half-open with
+            its probe slots taken).
+    """
+
+    state: State
+
+
+CALL_EVENTS: tuple[type[Event], ...] = (CallSucceeded, CallFailed, CallNeutral, CallRejected)
+EVENT_TYPES: tuple[type[Event], ...] = (StateChanged, *CALL_EVENTS)
+
+Listener: TypeAlias = Callable[[Any], "Awaitable[object] | object"]
+"""A callable taking one event; if it returns an awaitable, the awaitable is scheduled."""
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """One registered listener and the event types it wants."""
+
+    listener: Listener
+    types: tuple[type[Event], ...]
+
+    @property
+    def wants_calls(self) -> bool:
+        """Whether the listener wants any per-call event (which makes calls build events)."""
+        return any(issubclass(kind, self.types) for kind in CALL_EVENTS)
+
+    @property
+    def wants_state_changes(self) -> bool:
+        """Whether the listener wants StateChanged events."""
+        return issubclass(StateChanged, self.types)
+
+
+def subscription(listener: object, types: Iterable[object]) -> Subscription:
+    """Check a listener registration and return it as a Subscription."""
+    if not callable(listener):
+        msg = f"a listener must be callable, got {listener!r} ({type(listener).__name__})"
+        raise TypeError(msg)
+    kinds = tuple(types) or EVENT_TYPES
+    for kind in kinds:
+        if not (isinstance(kind, type) and issubclass(kind, Event)):
+            msg = (
+                f"event types must be Event classes (StateChanged, CallSucceeded, CallFailed, "
+                f"CallNeutral, CallRejected or Event), got {kind!r}"
+            )
+            raise TypeError(msg)
+    return Subscription(listener, kinds)  # type: ignore[arg-type]
+
+
+# Tasks of async listeners still running: the event loop keeps only weak references to tasks.
+_running: set[Any] = set()
+
+
+def deliver(subscriptions: tuple[Subscription, ...], event: Event) -> None:
+    """Hand ``event`` to every subscription that wants it; never raise."""
+    for subscribed in subscriptions:
+        if not isinstance(event, subscribed.types):
+            continue
+        try:
+            result = subscribed.listener(event)
+        except Exception:
+            logger.exception(
+                "listener %r of circuit breaker %r raised on %s; ignored",
+                subscribed.listener,
+                event.breaker.name,
+                type(event).__name__,
+            )
+            continue
+        if inspect.isawaitable(result):
+            _schedule(result, subscribed.listener, event)
+
+
+def _schedule(awaitable: Awaitable[object], listener: Listener, event: Event) -> None:
+    """Run an async listener's awaitable in the background of the running event loop."""
+    runner = _guarded(awaitable, listener, event)
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is not None:
+        task = loop.create_task(runner)
+        _running.add(task)
+        task.add_done_callback(_running.discard)
+        return
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.spawn_system_task(_await, runner)
+        except RuntimeError:
+            pass
+        else:
+            return
+    runner.close()
+    if inspect.iscoroutine(awaitable):
+        awaitable.close()  # never started: close it, or Python warns it was never awaited
+    logger.warning(
+        "async listener %r of circuit breaker %r got %s outside an event loop; not run",
+        listener,
+        event.breaker.name,
+        type(event).__name__,
+    )
+
+
+async def _await(awaitable: Awaitable[object]) -> None:
+    await awaitable
+
+
+async def _guarded(awaitable: Awaitable[object], listener: Listener, event: Event) -> None:
+    try:
+        await awaitable
+    except Exception:
+        logger.exception(
+            "async listener %r of circuit breaker %r raised on %s; ignored",
+            listener,
+            event.breaker.name,
+            type(event).__name__,
+        )

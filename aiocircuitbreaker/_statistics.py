@@ -1,0 +1,145 @@
+"""Statistics: what a breaker has counted, as frozen values, and the counters behind them.
+
+A breaker allocates its :class:`Counters` on first use (its first call, state change, listener or
+``statistics()``), so that a breaker that is made but never used costs no more memory than it
+did. The counters are plain ints bumped without the lock: ``x.n += 1`` on a slot is not
+interrupted by another thread on CPython 3.11+ (the interpreter only switches threads at calls
+and backward jumps), so counts are exact there; on 3.10 a breaker shared by several threads may
+rarely lose an increment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._events import Subscription
+from ._state import State
+
+__all__ = ["CallCounts", "Counters", "Statistics"]
+
+
+@dataclass(frozen=True, slots=True)
+class CallCounts:
+    """How the calls through a breaker ended, over some period.
+
+    Attributes:
+        successes: Calls that counted as successes.
+        failures: Calls that counted as failures.
+        neutral: Calls that counted as neither (cancelled, or an exception not expected).
+        rejected: Calls that were not run (the breaker rejected them).
+        slow: Finished calls slower than the policy's ``slow_call_duration`` (also counted as
+            successes or failures).
+    """
+
+    successes: int = 0
+    failures: int = 0
+    neutral: int = 0
+    rejected: int = 0
+    slow: int = 0
+
+    @property
+    def calls(self) -> int:
+        """Calls that ran and finished: successes, failures and neutral ones."""
+        return self.successes + self.failures + self.neutral
+
+
+@dataclass(frozen=True, slots=True)
+class Statistics:
+    """A breaker at one moment, as a frozen value (``CircuitBreaker.statistics()``).
+
+    Attributes:
+        name: The breaker's name.
+        state: The state as callers see it now.
+        generation: Bumped by every state change and reset.
+        since_change: Counts since the last state change (or reset).
+        total: Counts since the breaker was made; never reset, so they suit monotonic
+            counters such as Prometheus's.
+        failure_count: The breaker's current failure count (consecutive failures).
+        failure_rate: The failure rate over the policy's window (0.0 to 1.0), or ``None``
+            without a ``RatePolicy`` or while the window is empty.
+        slow_call_rate: The slow-call rate over the window, likewise.
+        time_in_state: Seconds since the current state began, by the breaker's clock. A breaker
+            that never changed state counts from its first use.
+        openings: How many times the breaker has opened since it was made.
+        open_remaining: Seconds until an open breaker admits a probe: 0.0 when closed, negative
+            once due, infinite while forced open.
+        last_failure: The exception of the last counted failure, or ``None``.
+        transitions: ``((old_state, new_state), count)`` for every state change seen.
+    """
+
+    name: str | None
+    state: State
+    generation: int
+    since_change: CallCounts
+    total: CallCounts
+    failure_count: int
+    failure_rate: float | None
+    slow_call_rate: float | None
+    time_in_state: float
+    openings: int
+    open_remaining: float
+    last_failure: BaseException | None
+    transitions: tuple[tuple[tuple[State, State], int], ...]
+
+
+class Counters:
+    """A breaker's mutable counters and listener registrations (internal).
+
+    Attributes are bumped in place by the breaker; ``statistics()`` copies them out.
+    """
+
+    __slots__ = (
+        "base",
+        "changed_at",
+        "dirty",
+        "failures",
+        "neutral",
+        "openings",
+        "rejected",
+        "slow",
+        "subscriptions",
+        "successes",
+        "transitions",
+    )
+
+    def __init__(self, now: float) -> None:
+        self.successes = 0
+        self.failures = 0
+        self.neutral = 0
+        self.rejected = 0
+        self.slow = 0
+        self.openings = 0
+        self.base = CallCounts()
+        self.changed_at = now
+        # Whether the breaker's snapshot needs a success recorded under the lock (kept by the
+        # breaker, under its lock, whenever it stores a snapshot).
+        self.dirty = False
+        self.transitions: dict[tuple[State, State], int] = {}
+        self.subscriptions: tuple[Subscription, ...] = ()
+
+    def counts(self, streak: int = 0) -> CallCounts:
+        """Return the totals as a frozen value, with ``streak`` failures not yet folded in."""
+        return CallCounts(
+            self.successes, self.failures + streak, self.neutral, self.rejected, self.slow
+        )
+
+    def changed(self, old: State, new: State, at: float) -> None:
+        """Start a new period: the state changed (or was reset) at clock reading ``at``."""
+        self.base = self.counts()
+        self.changed_at = at
+        if old is not new:
+            key = (old, new)
+            self.transitions[key] = self.transitions.get(key, 0) + 1
+        if new is State.OPEN and old is not State.OPEN:
+            self.openings += 1
+
+    def since_change(self, total: CallCounts) -> CallCounts:
+        """Return ``total`` minus the totals at the last change."""
+        base = self.base
+        return CallCounts(
+            total.successes - base.successes,
+            total.failures - base.failures,
+            total.neutral - base.neutral,
+            total.rejected - base.rejected,
+            total.slow - base.slow,
+        )
