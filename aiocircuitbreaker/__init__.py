@@ -7,9 +7,11 @@ from importlib.metadata import PackageNotFoundError, version
 from ._breaker import CircuitBreaker
 from ._decorator import circuit
 from ._errors import CircuitBreakerError
+from ._events import CallFailed, CallNeutral, CallRejected, CallSucceeded, Event, StateChanged
 from ._policies import Backoff, Counts, HalfOpen, RatePolicy
 from ._registry import CircuitBreakerMonitor
 from ._state import State
+from ._statistics import CallCounts, Statistics
 from ._windows import CountWindow, TimeWindow
 
 try:
@@ -19,14 +21,22 @@ except PackageNotFoundError:  # pragma: no cover - running from a checkout that 
 
 __all__ = [
     "Backoff",
+    "CallCounts",
+    "CallFailed",
+    "CallNeutral",
+    "CallRejected",
+    "CallSucceeded",
     "CircuitBreaker",
     "CircuitBreakerError",
     "CircuitBreakerMonitor",
     "CountWindow",
     "Counts",
+    "Event",
     "HalfOpen",
     "RatePolicy",
     "State",
+    "StateChanged",
+    "Statistics",
     "TimeWindow",
     "__version__",
     "circuit",

@@ -571,8 +571,9 @@ class CircuitBreaker:
 
     @property
     def opened(self) -> bool:
-        """Whether the breaker is open and still inside its recovery timeout."""
-        return self.state is OPEN
+        """Whether the breaker rejects calls: open inside its recovery timeout, or forced open."""
+        state = self.state
+        return state is OPEN or state is FORCED_OPEN
 
     @property
     def half_open(self) -> bool:
@@ -615,16 +616,27 @@ class CircuitBreaker:
 
     @property
     def open_remaining(self) -> float:
-        """Seconds until the breaker admits a probe: zero when closed, negative once due."""
+        """Seconds until the breaker admits a probe: zero when closed, negative once due.
+
+        Zero also while disabled or metrics-only (nothing is rejected); infinite while forced
+        open.
+        """
         snapshot = self._settled()
-        if snapshot.state is CLOSED:
+        state = snapshot.state
+        if state is CLOSED or state is DISABLED or state is METRICS_ONLY:
             return 0.0
         return snapshot.open_until - self._clock()
 
     @property
     def open_until(self) -> datetime:
-        """The UTC time at which the breaker admits (or admitted) a probe; now when closed."""
-        return datetime.now(timezone.utc) + timedelta(seconds=self.open_remaining)
+        """The UTC time at which the breaker admits (or admitted) a probe; now when closed.
+
+        ``datetime.max`` (UTC) while forced open: it admits no probe until released.
+        """
+        remaining = self.open_remaining
+        if math.isinf(remaining):
+            return datetime.max.replace(tzinfo=timezone.utc)
+        return datetime.now(timezone.utc) + timedelta(seconds=remaining)
 
     def __repr__(self) -> str:
         rules = self._rules

@@ -3,8 +3,8 @@
 ::
 
     Exception
-     └── CircuitBreakerError      a call was rejected: the breaker is open, or half-open with
-                                  its probe slot taken
+     └── CircuitBreakerError      a call was rejected: the breaker is open (or forced open),
+                                  or half-open with its probe slots taken
 
 Configuration mistakes raise the built-in ``TypeError`` (wrong kind of value) and ``ValueError``
 (right kind, value out of range) at construction time.
@@ -12,6 +12,7 @@ Configuration mistakes raise the built-in ``TypeError`` (wrong kind of value) an
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,7 @@ class CircuitBreakerError(Exception):
         name: The breaker's name.
         failure_count: The breaker's failure count.
         open_remaining: Seconds until the breaker admitted a probe (zero or negative when it
-            was already due).
+            was already due; infinite when it was forced open).
         last_failure: The exception of the breaker's last counted failure.
     """
 
@@ -76,12 +77,20 @@ class CircuitBreakerError(Exception):
 
     @property
     def open_until(self) -> datetime:
-        """The UTC time at which the breaker was due to admit a probe."""
+        """The UTC time at which the breaker was due to admit a probe (``datetime.max`` when
+        forced open: it admits none until released)."""
+        if math.isinf(self.open_remaining):
+            return datetime.max.replace(tzinfo=timezone.utc)
         return datetime.fromtimestamp(self._raised_at, timezone.utc) + timedelta(
             seconds=self.open_remaining
         )
 
     def __str__(self) -> str:
+        if math.isinf(self.open_remaining):
+            return (
+                f'Circuit "{self.name}" FORCED OPEN until closed by hand '
+                f"({self.failure_count} failures) (last_failure: {self.last_failure!r})"
+            )
         return (
             f'Circuit "{self.name}" OPEN until {self.open_until} ({self.failure_count} failures, '
             f"{max(0, round(self.open_remaining))} sec remaining) "

@@ -43,20 +43,24 @@ def _set_global(subscriptions: tuple[Subscription, ...]) -> None:
     global _global, _global_calls  # noqa: PLW0603 - the registry's module state
     _global = subscriptions
     _global_calls = tuple(s for s in subscriptions if s.wants_calls)
-    for breaker in _live():
+    for breaker in live():
         breaker._refresh_listeners()
 
 
 def _matching(match: Match) -> list[CircuitBreaker]:
     if match is None:
-        return _live()
+        return live()
     if isinstance(match, str):
-        return [b for b in _live() if b.name is not None and fnmatch.fnmatchcase(b.name, match)]
+        return [b for b in live() if b.name is not None and fnmatch.fnmatchcase(b.name, match)]
     given: object = match  # checked as any object: callers may pass anything
     if callable(given):
-        return [b for b in _live() if given(b)]
+        return [b for b in live() if given(b)]
     msg = f"match must be None, a glob on breaker names or a predicate, got {given!r}"
     raise TypeError(msg)
+
+
+# Called with every new breaker (testing.force_state() with no breakers given forces new ones).
+_creation_hooks: tuple[Callable[[CircuitBreaker], None], ...] = ()
 
 
 def track(breaker: CircuitBreaker) -> None:
@@ -67,9 +71,25 @@ def track(breaker: CircuitBreaker) -> None:
         if len(_refs) >= _prune_at:
             _refs[:] = [ref for ref in _refs if ref() is not None]
             _prune_at = max(64, 2 * len(_refs))
+    for hook in _creation_hooks:
+        hook(breaker)
 
 
-def _live() -> list[CircuitBreaker]:
+def add_creation_hook(hook: Callable[[CircuitBreaker], None]) -> None:
+    """Call ``hook(breaker)`` with every breaker created from now on."""
+    global _creation_hooks  # noqa: PLW0603 - module-level registry state, guarded by _lock
+    with _lock:
+        _creation_hooks = (*_creation_hooks, hook)
+
+
+def remove_creation_hook(hook: Callable[[CircuitBreaker], None]) -> None:
+    """Stop calling ``hook`` with new breakers."""
+    global _creation_hooks  # noqa: PLW0603 - module-level registry state, guarded by _lock
+    with _lock:
+        _creation_hooks = tuple(h for h in _creation_hooks if h is not hook)
+
+
+def live() -> list[CircuitBreaker]:
     with _lock:
         refs = list(_refs)
     return [breaker for breaker in (ref() for ref in refs) if breaker is not None]
@@ -79,7 +99,7 @@ class _MonitorType(type):
     @property
     def circuit_breakers(cls) -> dict[str, CircuitBreaker]:
         """A new dict of the live named breakers by name; the newest wins a shared name."""
-        return {b.name: b for b in _live() if b.name is not None}
+        return {b.name: b for b in live() if b.name is not None}
 
 
 class CircuitBreakerMonitor(metaclass=_MonitorType):
@@ -101,7 +121,7 @@ class CircuitBreakerMonitor(metaclass=_MonitorType):
     @classmethod
     def get(cls, name: str) -> CircuitBreaker | None:
         """Return the newest live breaker called ``name``, or ``None``."""
-        for breaker in reversed(_live()):
+        for breaker in reversed(live()):
             if breaker.name == name:
                 return breaker
         return None
@@ -109,17 +129,17 @@ class CircuitBreakerMonitor(metaclass=_MonitorType):
     @classmethod
     def get_circuits(cls) -> list[CircuitBreaker]:
         """Return every live breaker, oldest first."""
-        return _live()
+        return live()
 
     @classmethod
     def get_open(cls) -> Iterator[CircuitBreaker]:
         """Yield the breakers that are open now (rejecting calls: open or forced open)."""
-        return (b for b in _live() if b.state is OPEN or b.state is FORCED_OPEN)
+        return (b for b in live() if b.state is OPEN or b.state is FORCED_OPEN)
 
     @classmethod
     def get_closed(cls) -> Iterator[CircuitBreaker]:
         """Yield the breakers that are closed now."""
-        return (b for b in _live() if b.state is CLOSED)
+        return (b for b in live() if b.state is CLOSED)
 
     @classmethod
     def all_closed(cls) -> bool:

@@ -1,8 +1,28 @@
-"""Helpers for testing code that uses circuit breakers."""
+"""Helpers for testing code that uses circuit breakers.
+
+- :class:`FakeClock`: a clock to inject (``clock=``) and advance instead of sleeping.
+- :func:`force_state`: hold some breakers, or all of them, in a state inside a ``with`` block.
+- :func:`passthrough`: turn every breaker into a pass-through, e.g. for a whole test session.
+
+Both context managers give the breakers back as they found them: the state each had before the
+block returns (as a new generation, so calls made inside the block change nothing after it).
+"""
 
 from __future__ import annotations
 
-__all__ = ["FakeClock"]
+import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from . import _registry, _state
+from ._state import HALF_OPEN, MODES, OPEN, Snapshot, State
+
+if TYPE_CHECKING:
+    from ._breaker import CircuitBreaker
+
+__all__ = ["FakeClock", "force_state", "passthrough"]
 
 
 class FakeClock:
@@ -34,3 +54,111 @@ class FakeClock:
 
     def __repr__(self) -> str:
         return f"FakeClock({self._now!r})"
+
+
+@contextmanager
+def force_state(state: State | str, *breakers: CircuitBreaker) -> Iterator[list[CircuitBreaker]]:
+    """Hold ``breakers`` in ``state`` inside the ``with`` block, then put them back.
+
+    With no breakers given, every live breaker is forced, and so is every breaker created
+    inside the block. ``OPEN`` stays open for the whole block (its deadline is infinite, so
+    the clock does not matter); ``HALF_OPEN`` admits its probe; ``CLOSED`` is freshly closed
+    (calls inside the block may still trip it); the modes (``FORCED_OPEN``, ``DISABLED``,
+    ``METRICS_ONLY``) behave as set by hand. Yields the breakers forced at entry.
+
+    Raises:
+        ValueError: ``state`` is not a State (or a State's value).
+    """
+    target = _parse_state(state)
+    chosen = list(breakers) if breakers else _registry.live()
+    saved = [(breaker, _force(breaker, target)) for breaker in chosen]
+    created: list[CircuitBreaker] = []
+
+    def on_create(breaker: CircuitBreaker) -> None:
+        created.append(breaker)
+        saved.append((breaker, _force(breaker, target)))
+
+    if not breakers:
+        _registry.add_creation_hook(on_create)
+    try:
+        yield chosen
+    finally:
+        if not breakers:
+            _registry.remove_creation_hook(on_create)
+        for breaker, snapshot in reversed(saved):
+            _restore(breaker, snapshot, target)
+
+
+@contextmanager
+def passthrough() -> Iterator[None]:
+    """Make every breaker, present and future, let every call through inside the block.
+
+    Breakers are disabled: nothing is rejected, counted or reported. For a whole pytest session,
+    use it in a session-scoped autouse fixture::
+
+        @pytest.fixture(autouse=True, scope="session")
+        def _no_circuit_breakers():
+            with passthrough():
+                yield
+    """
+    with force_state(State.DISABLED):
+        yield
+
+
+def _parse_state(state: object) -> State:
+    try:
+        return State(state)
+    except ValueError:
+        allowed = ", ".join(member.value for member in State)
+        msg = f"state must be a State or one of {allowed}; got {state!r}"
+        raise ValueError(msg) from None
+
+
+def _force(breaker: CircuitBreaker, target: State) -> Snapshot:
+    """Put ``breaker`` in ``target``; return the snapshot it had."""
+    saved: list[Snapshot] = []
+
+    def transition(snapshot: Snapshot, now: float) -> Snapshot:
+        saved.append(snapshot)
+        if target in MODES:
+            return _state.enter_mode(snapshot, target)
+        if target is OPEN:
+            opened = _state.open_now(snapshot, now, breaker._get_rules(), 0, None)
+            return replace(opened, open_until=float("inf"), openings=snapshot.openings)
+        if target is HALF_OPEN:
+            return _state.Snapshot(
+                HALF_OPEN,
+                snapshot.generation + 1,
+                now,
+                (),
+                None,
+                _state.failure_count(snapshot),
+                snapshot.openings,
+                observed=snapshot.observed,
+            )
+        return _state.close(snapshot)
+
+    breaker._change(transition, f"testing.force_state({target.value!r})")
+    return saved[0]
+
+
+def _restore(breaker: CircuitBreaker, saved: Snapshot, target: State) -> None:
+    """Give ``breaker`` back the state it had before it was forced."""
+
+    def transition(snapshot: Snapshot, now: float) -> Snapshot:
+        failures = saved.failures
+        if failures is not None:
+            # The saved streak counter was folded into the statistics when it was retired;
+            # restore it as a fresh counter at the same count, and take that count back out
+            # of the totals, so that it is not counted twice when it is retired again.
+            count = _state.failure_count(saved)
+            failures = itertools.count(count)
+            breaker._counters_locked().failures -= count
+        return replace(
+            saved,
+            generation=snapshot.generation + 1,
+            failures=failures,
+            observed=snapshot.observed,
+        )
+
+    breaker._change(transition, f"the end of testing.force_state({target.value!r})")
