@@ -77,8 +77,10 @@ class CircuitBreakerError(Exception):
 
     @property
     def open_until(self) -> datetime:
-        """The UTC time at which the breaker was due to admit a probe (``datetime.max`` when
-        forced open: it admits none until released)."""
+        """The UTC time at which the breaker was due to admit a probe.
+
+        ``datetime.max`` (UTC) when it was forced open: it admits none until released.
+        """
         if math.isinf(self.open_remaining):
             return datetime.max.replace(tzinfo=timezone.utc)
         return datetime.fromtimestamp(self._raised_at, timezone.utc) + timedelta(
