@@ -144,20 +144,15 @@ Listener: TypeAlias = Callable[[Any], "Awaitable[object] | object"]
 
 @dataclass(frozen=True, slots=True)
 class Subscription:
-    """One registered listener and the event types it wants."""
+    """One registered listener and the concrete event classes it wants."""
 
     listener: Listener
-    types: tuple[type[Event], ...]
+    kinds: frozenset[type[Event]]
 
     @property
     def wants_calls(self) -> bool:
         """Whether the listener wants any per-call event (which makes calls build events)."""
-        return any(issubclass(kind, self.types) for kind in CALL_EVENTS)
-
-    @property
-    def wants_state_changes(self) -> bool:
-        """Whether the listener wants StateChanged events."""
-        return issubclass(StateChanged, self.types)
+        return not self.kinds.isdisjoint(CALL_EVENTS)
 
 
 def subscription(listener: object, types: Iterable[object]) -> Subscription:
@@ -165,15 +160,16 @@ def subscription(listener: object, types: Iterable[object]) -> Subscription:
     if not callable(listener):
         msg = f"a listener must be callable, got {listener!r} ({type(listener).__name__})"
         raise TypeError(msg)
-    kinds = tuple(types) or EVENT_TYPES
-    for kind in kinds:
+    wanted = tuple(types) or EVENT_TYPES
+    for kind in wanted:
         if not (isinstance(kind, type) and issubclass(kind, Event)):
             msg = (
                 f"event types must be Event classes (StateChanged, CallSucceeded, CallFailed, "
                 f"CallNeutral, CallRejected or Event), got {kind!r}"
             )
             raise TypeError(msg)
-    return Subscription(listener, kinds)  # type: ignore[arg-type]
+    kinds = frozenset(kind for kind in EVENT_TYPES if issubclass(kind, wanted))  # type: ignore[arg-type]
+    return Subscription(listener, kinds)
 
 
 # Tasks of async listeners still running: the event loop keeps only weak references to tasks.
@@ -182,8 +178,9 @@ _running: set[Any] = set()
 
 def deliver(subscriptions: tuple[Subscription, ...], event: Event) -> None:
     """Hand ``event`` to every subscription that wants it; never raise."""
+    kind = type(event)
     for subscribed in subscriptions:
-        if not isinstance(event, subscribed.types):
+        if kind not in subscribed.kinds:
             continue
         try:
             result = subscribed.listener(event)
@@ -195,7 +192,7 @@ def deliver(subscriptions: tuple[Subscription, ...], event: Event) -> None:
                 type(event).__name__,
             )
             continue
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):
             _schedule(result, subscribed.listener, event)
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._breaker import _BYPASS, _REJECTED, NO_RESULT, Neutral
 from ._errors import CircuitBreakerError
-from ._state import FAILURE, OPEN
+from ._state import CLOSED, FAILURE, OPEN
 
 if TYPE_CHECKING:
     from ._breaker import CircuitBreaker
@@ -57,7 +57,7 @@ def _is_async_generator_function(function: Callable[..., Any]) -> bool:
 
 def _coroutine_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(function)
-    async def guarded(*args: Any, **kwargs: Any) -> Any:
+    async def guarded(*args: Any, **kwargs: Any) -> Any:  # noqa: PLR0912 - inlined on purpose
         snapshot = breaker._snapshot
         if snapshot.fast:  # closed, and no listener wants call events
             permit = snapshot.generation
@@ -75,8 +75,19 @@ def _coroutine_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) ->
                     breaker._get_counters().rejected += 1
                 raise CircuitBreakerError(breaker)
             return await breaker._reject(args, kwargs)
+        elif snapshot.state is CLOSED:
+            # Closed, with listeners: time the call and report it (no admission to do).
+            permit = snapshot.generation
+            started = breaker._clock()
+            try:
+                result = await function(*args, **kwargs)
+            except BaseException as exc:
+                breaker._complete(permit, started, NO_RESULT, exc)
+                raise
+            breaker._complete(permit, started, result)
+            return result
         else:
-            # Every other case (half-open, modes, listeners) takes the general path.
+            # Every other case (open with listeners, half-open, modes) takes the general path.
             return await breaker._call(function, args, kwargs)
         try:
             result = await function(*args, **kwargs)
