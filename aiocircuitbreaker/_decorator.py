@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from ._breaker import CircuitBreaker
 from ._config import ExpectedException
+from ._events import Listener
 from ._policies import Backoff, HalfOpen, OpenDuration, RatePolicy
 
 __all__ = ["circuit"]
@@ -41,6 +42,7 @@ def circuit(
     failure_result: Callable[[Any], object] | None = None,
     half_open: HalfOpen | None = None,
     open_duration: Backoff | OpenDuration | None = None,
+    listeners: Iterable[Listener] = (),
 ) -> B: ...
 @overload
 def circuit(
@@ -56,6 +58,7 @@ def circuit(
     failure_result: Callable[[Any], object] | None = None,
     half_open: HalfOpen | None = None,
     open_duration: Backoff | OpenDuration | None = None,
+    listeners: Iterable[Listener] = (),
 ) -> CircuitBreaker: ...
 def circuit(
     failure_threshold: Any = None,
@@ -70,6 +73,7 @@ def circuit(
     failure_result: Callable[[Any], object] | None = None,
     half_open: HalfOpen | None = None,
     open_duration: Backoff | OpenDuration | None = None,
+    listeners: Iterable[Listener] = (),
 ) -> Any:
     """Guard an async function with a new circuit breaker.
 
@@ -85,6 +89,7 @@ def circuit(
             failure_result=failure_result,
             half_open=half_open,
             open_duration=open_duration,
+            listeners=listeners,
         ).decorate(failure_threshold)
     return cls(
         failure_threshold=failure_threshold,
@@ -97,4 +102,5 @@ def circuit(
         failure_result=failure_result,
         half_open=half_open,
         open_duration=open_duration,
+        listeners=listeners,
     )

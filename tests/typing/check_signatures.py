@@ -14,8 +14,20 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
 from typing import Any, Literal
 
-from aiocircuitbreaker import CircuitBreaker, CircuitBreakerError, State, circuit
-from aiocircuitbreaker.testing import FakeClock
+from aiocircuitbreaker import (
+    CallCounts,
+    CallFailed,
+    CallSucceeded,
+    CircuitBreaker,
+    CircuitBreakerError,
+    CircuitBreakerMonitor,
+    Event,
+    State,
+    StateChanged,
+    Statistics,
+    circuit,
+)
+from aiocircuitbreaker.testing import FakeClock, force_state, passthrough
 
 if sys.version_info >= (3, 11):
     from typing import assert_type
@@ -287,6 +299,48 @@ async def decorate_and_enter() -> None:
         assert_type(entered, MyBreaker)
     async with MyBreaker() as entered_async:
         assert_type(entered_async, MyBreaker)
+
+
+def observability(breaker: CircuitBreaker) -> None:
+    """Listeners, statistics and manual control."""
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, StateChanged):
+            assert_type(event.new_state, State)
+            assert_type(event.exception, BaseException | None)
+        elif isinstance(event, CallFailed):
+            assert_type(event.duration, float)
+        assert_type(event.name, str | None)
+        assert_type(event.breaker, CircuitBreaker)
+
+    async def on_event_async(event: Event) -> None:
+        del event
+
+    breaker.add_listener(on_event)
+    breaker.add_listener(on_event_async, StateChanged, CallSucceeded)
+    breaker.remove_listener(on_event)
+    breaker.add_listener(on_event, "StateChanged")  # type: ignore[arg-type]
+    CircuitBreakerMonitor.add_listener(on_event)
+    CircuitBreakerMonitor.remove_listener(on_event)
+    assert_type(CircuitBreaker(listeners=[on_event]), CircuitBreaker)
+    assert_type(circuit(listeners=[on_event]), CircuitBreaker)
+    stats = breaker.statistics()
+    assert_type(stats, Statistics)
+    assert_type(stats.total, CallCounts)
+    assert_type(stats.total.calls, int)
+    assert_type(stats.failure_rate, float | None)
+    assert_type(stats.state, State)
+    stats.total = CallCounts()  # type: ignore[misc]
+    assert_type(CircuitBreakerMonitor.statistics("payments.*"), list[Statistics])
+    assert_type(CircuitBreakerMonitor.force_open_all(lambda b: b.name == "x"), list[CircuitBreaker])
+    for control in (breaker.open, breaker.close, breaker.reset, breaker.force_open):
+        assert_type(control(), None)
+    assert_type(breaker.disable(), None)
+    assert_type(breaker.metrics_only(), None)
+    with force_state(State.OPEN, breaker) as forced:
+        assert_type(forced, list[CircuitBreaker])
+    with force_state("closed"), passthrough():
+        pass
 
 
 # -- known gaps --------------------------------------------------------------------------------
