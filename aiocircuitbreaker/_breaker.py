@@ -456,22 +456,17 @@ class CircuitBreaker:
         """
         counters = self._get_counters()
         now = self._clock()
-        snapshot = self._snapshot
-        rules = self._rules
-        if snapshot.state is HALF_OPEN and rules is not None:
-            snapshot = _state.settle(snapshot, now, rules)
+        snapshot = self._catch_up(now)
         state = snapshot.state
-        changed_at = counters.changed_at
-        if state is OPEN and now >= snapshot.open_until:
-            state, changed_at = HALF_OPEN, max(changed_at, snapshot.open_until)
         total = counters.counts(streak=_state.streak(snapshot))
-        failure_rate = slow_call_rate = None
-        tally = snapshot.tally
-        if tally is not None:
-            calls = tally.counts(now)
-            if calls.calls:
-                failure_rate = calls.failures / calls.calls
-                slow_call_rate = calls.slow_calls / calls.calls
+        if snapshot.tally is not None:
+            _acquire()
+            try:
+                failure_rate, slow_call_rate = self._window_rates(self._snapshot, now)
+            finally:
+                _release()
+        else:
+            failure_rate, slow_call_rate = counters.last_rates
         if state is CLOSED or state is DISABLED or state is METRICS_ONLY:
             remaining = 0.0
         else:
@@ -485,12 +480,63 @@ class CircuitBreaker:
             failure_count=_state.failure_count(snapshot),
             failure_rate=failure_rate,
             slow_call_rate=slow_call_rate,
-            time_in_state=max(0.0, now - changed_at),
+            time_in_state=max(0.0, now - counters.changed_at),
             openings=counters.openings,
             open_remaining=remaining,
             last_failure=self._last_failure,
             transitions=tuple(counters.transitions.items()),
         )
+
+    def _catch_up(self, now: float) -> Snapshot:
+        """Apply the lazy transitions due by ``now`` (a probe out of time, an open period over).
+
+        ``statistics()`` does this so that the state it reports and the transitions, openings
+        and time in state it counts agree; the change is logged and reported as it would be
+        at the next call.
+        """
+        snapshot = self._snapshot
+        if snapshot.state is not HALF_OPEN and not (
+            snapshot.state is OPEN and now >= snapshot.open_until
+        ):
+            return snapshot
+        rules = self._get_rules()
+        _acquire()
+        try:
+            before = self._snapshot
+            after = _state.catch_up(before, now, rules)
+            self._store(after)
+            steps = self._lazy_steps_locked(before, after, now)
+        finally:
+            _release()
+        self._announce_steps(steps, now)
+        return after
+
+    def _lazy_steps_locked(
+        self, before: Snapshot, after: Snapshot, now: float
+    ) -> list[tuple[Snapshot, Snapshot, str]]:
+        """Count the lazy transitions from ``before`` to ``after`` one by one (lock held).
+
+        A probe that ran out of time re-opened the breaker, and that open period may be over
+        already: two changes, each counted (and later announced) on its own.
+
+        Returns:
+            ``(before, after, reason)`` of each change, for :meth:`_announce_steps`.
+        """
+        if after.generation == before.generation:
+            return []
+        settled = _state.settle(before, now, self._get_rules())
+        steps = []
+        if settled.generation != before.generation:
+            self._changed_locked(before, settled, now)
+            steps.append((before, settled, "a probe ran out of time (HalfOpen.max_duration)"))
+        if after.generation != settled.generation:
+            self._changed_locked(settled, after, now)
+            steps.append((settled, after, "the open period is over; admitting probes"))
+        return steps
+
+    def _announce_steps(self, steps: list[tuple[Snapshot, Snapshot, str]], now: float) -> None:
+        for before, after, reason in steps:
+            self._announce(before, after, reason, now)
 
     def _get_counters(self) -> Counters:
         """Return the breaker's counters, making them on first use."""
@@ -527,7 +573,7 @@ class CircuitBreaker:
         if before.failures is not None and snapshot.failures is not before.failures:
             # A failure streak's counter is retired: its failures join the statistics' total
             # (the lock-free failure path counts a failure only in its streak).
-            counters.failures += _state.failure_count(before)
+            counters.retire(before.failures, _state.failure_count(before))
 
     def _count_rejection(self) -> None:
         """Count a rejected call, and tell the listeners."""
@@ -676,16 +722,18 @@ class CircuitBreaker:
         if state is OPEN and now < snapshot.open_until:
             return _REJECTED  # the common open case needs no lock
         permit = next(_probe_permits)
+        rules = self._get_rules()
         _acquire()
         try:
             before = self._snapshot
-            snapshot, admitted = _state.admit(before, now, self._get_rules(), permit)
+            due = _state.catch_up(before, now, rules)
+            snapshot, admitted = _state.admit(due, now, rules, permit)
             self._store(snapshot)
-            self._changed_locked(before, snapshot, now)
+            steps = self._lazy_steps_locked(before, due, now)
+            self._changed_locked(due, snapshot, now)
         finally:
             _release()
-        if snapshot.generation != before.generation:
-            self._announce(before, snapshot, _admission_reason(before, snapshot), now)
+        self._announce_steps(steps, now)
         if not admitted:
             return _REJECTED
         state = snapshot.state
@@ -851,13 +899,20 @@ class CircuitBreaker:
                 if snapshot.failures is not None:
                     snapshot = _state.forget_failures(snapshot)
             else:  # FAILURE: a neutral closed outcome never gets here (it changes nothing)
+                counter = None
                 if not counted:
                     snapshot = _state.count_failures(snapshot)
-                    next(snapshot.failures)  # type: ignore[arg-type]
-                    streaked = True
+                    counter = snapshot.failures
+                    next(counter)  # type: ignore[arg-type]
                 failures = _state.failure_count(snapshot)
                 if failures >= self._failure_threshold and state is CLOSED:
                     snapshot = _state.open_now(snapshot, now, rules, failures, failure)
+                # The failure is in the statistics if its streak counter is stored, or was (it
+                # is folded in when _store retires it); not if the counter was made for this
+                # call and retired by the trip at once (a failure_threshold of 1).
+                streaked = counter is not None and (
+                    counter is before.failures or counter is snapshot.failures
+                )
                 reason = f"{failures} consecutive failure{'' if failures == 1 else 's'}"
             self._keep_last_failure(outcome, failure, snapshot)
             self._store(snapshot)
@@ -880,9 +935,33 @@ class CircuitBreaker:
         """Start the statistics' new period if ``after`` is a new generation (lock held)."""
         if after.generation == before.generation:
             return
-        # An open breaker became half-open when its deadline passed, not when a call noticed.
-        at = before.open_until if before.state is OPEN and after.state is HALF_OPEN else now
-        self._counters_locked().changed(before.state, after.state, min(at, now))
+        # Lazy transitions are dated when they became due, not when a call noticed them: an
+        # open period ends at its deadline, a probe that ran out of time failed at its expiry.
+        at = now
+        if before.state is OPEN and after.state is HALF_OPEN:
+            at = before.open_until
+        elif before.state is HALF_OPEN and after.state is OPEN and before.probes:
+            limit = self._get_rules().half_open.max_duration
+            expiry = math.inf if limit is None else min(p[1] for p in before.probes) + limit
+            at = min(at, expiry)
+        counters = self._counters_locked()
+        counters.changed(before.state, after.state, min(at, now))
+        if before.tally is not None:
+            # The window goes with the generation; its rates stay visible (those that tripped
+            # the breaker, typically) until a new window holds calls.
+            counters.last_rates = self._window_rates(before, now)
+
+    def _window_rates(self, snapshot: Snapshot, now: float) -> tuple[float | None, float | None]:
+        """Return the failure and slow-call rates of the snapshot's window (lock held)."""
+        tally = snapshot.tally
+        rules = self._rules
+        if tally is None or rules is None or rules.policy is None:
+            return (None, None)
+        tally.drain(rules.policy.window.capacity or 0)
+        counts = tally.counts(now)
+        if not counts.calls:
+            return (None, None)
+        return (counts.failures / counts.calls, counts.slow_calls / counts.calls)
 
     def _announce(self, before: Snapshot, after: Snapshot, reason: str, now: float) -> None:
         """Log a state change and tell the listeners (outside the lock)."""
@@ -1042,15 +1121,6 @@ def _probe_outcome(
     if settled is not before:
         return after, "a probe ran out of time (HalfOpen.max_duration)"
     return after, f"half-open probe {outcome}"
-
-
-def _admission_reason(before: Snapshot, after: Snapshot) -> str:
-    """Say why an admission changed the state (lazily applied transitions)."""
-    if after.state is HALF_OPEN and before.state is OPEN:
-        return "the open period is over; admitting probes"
-    if after.state is HALF_OPEN:
-        return "a probe ran out of time, and the new open period is already over"
-    return "a probe ran out of time (HalfOpen.max_duration)"
 
 
 async def _resolve(value: Any) -> Any:

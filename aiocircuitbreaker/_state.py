@@ -187,6 +187,27 @@ def settle(snapshot: Snapshot, now: float, rules: Rules) -> Snapshot:
     return snapshot
 
 
+def catch_up(snapshot: Snapshot, now: float, rules: Rules) -> Snapshot:
+    """Return ``snapshot`` with every lazy transition due by ``now`` applied.
+
+    That is :func:`settle`, and then an open breaker whose open period is over becomes
+    half-open (with no probe running yet).
+    """
+    snapshot = settle(snapshot, now, rules)
+    if snapshot.state is OPEN and now >= snapshot.open_until:
+        return Snapshot(
+            HALF_OPEN,
+            snapshot.generation + 1,
+            snapshot.open_until,
+            (),
+            None,
+            snapshot.tripped_failures,
+            snapshot.openings,
+            observed=snapshot.observed,
+        )
+    return snapshot
+
+
 def current_state(snapshot: Snapshot, now: float, rules: Rules) -> State:
     """Return the state as callers see it: an open breaker past its deadline is half-open."""
     snapshot = settle(snapshot, now, rules)
@@ -201,26 +222,12 @@ def admit(snapshot: Snapshot, now: float, rules: Rules, permit: int) -> tuple[Sn
     Keep the returned snapshot even when the call is rejected: lazy transitions may have
     happened. A half-open probe is admitted under ``permit``, its own (negative) number.
     """
-    snapshot = settle(snapshot, now, rules)
+    snapshot = catch_up(snapshot, now, rules)
     state = snapshot.state
     if state is CLOSED or state is METRICS_ONLY or state is DISABLED:
         return snapshot, True
-    if state is FORCED_OPEN:
+    if state is FORCED_OPEN or state is OPEN:
         return snapshot, False
-    if state is OPEN:
-        if now < snapshot.open_until:
-            return snapshot, False
-        # The open period is over: this caller moves the breaker to half-open and probes.
-        snapshot = Snapshot(
-            HALF_OPEN,
-            snapshot.generation + 1,
-            snapshot.open_until,
-            (),
-            None,
-            snapshot.tripped_failures,
-            snapshot.openings,
-            observed=snapshot.observed,
-        )
     half_open = rules.half_open
     running = len(snapshot.probes)
     if running >= half_open.probes or (

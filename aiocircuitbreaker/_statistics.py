@@ -10,12 +10,18 @@ rarely lose an increment.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from ._events import Subscription
 from ._state import State
 
 __all__ = ["CallCounts", "Counters", "Statistics"]
+
+
+def _value(counter: itertools.count[int]) -> int:
+    """Return how far an ``itertools.count()`` has counted, without advancing it."""
+    return int(repr(counter)[6:-1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +61,11 @@ class Statistics:
         total: Counts since the breaker was made; never reset, so they suit monotonic
             counters such as Prometheus's.
         failure_count: The breaker's current failure count (consecutive failures).
-        failure_rate: The failure rate over the policy's window (0.0 to 1.0), or ``None``
-            without a ``RatePolicy`` or while the window is empty.
-        slow_call_rate: The slow-call rate over the window, likewise.
+        failure_rate: The failure rate over the policy's window (0.0 to 1.0). While the breaker
+            is not closed (there is no window), the rate of the last window, as it was when the
+            breaker left the closed state: the rate that tripped it. ``None`` without a
+            ``RatePolicy``, and while a window holds no calls.
+        slow_call_rate: The slow-call rate, likewise.
         time_in_state: Seconds since the current state began, by the breaker's clock. A breaker
             that never changed state counts from its first use.
         openings: How many times the breaker has opened since it was made.
@@ -93,9 +101,11 @@ class Counters:
         "changed_at",
         "dirty",
         "failures",
+        "last_rates",
         "neutral",
         "openings",
         "rejected",
+        "retired",
         "slow",
         "subscriptions",
         "successes",
@@ -116,12 +126,33 @@ class Counters:
         self.dirty = False
         self.transitions: dict[tuple[State, State], int] = {}
         self.subscriptions: tuple[Subscription, ...] = ()
+        # (failure_rate, slow_call_rate) of the last window, once its generation has ended.
+        self.last_rates: tuple[float | None, float | None] = (None, None)
+        # The last failure-streak counters retired, with what they held then (see retire()).
+        self.retired: tuple[tuple[itertools.count[int], int], ...] = ()
 
     def counts(self, streak: int = 0) -> CallCounts:
         """Return the totals as a frozen value, with ``streak`` failures not yet folded in."""
+        late = sum(_value(counter) - folded for counter, folded in self.retired)
         return CallCounts(
-            self.successes, self.failures + streak, self.neutral, self.rejected, self.slow
+            self.successes, self.failures + streak + late, self.neutral, self.rejected, self.slow
         )
+
+    def retire(self, counter: itertools.count[int], count: int) -> None:
+        """Add a retired failure streak's ``count`` to the totals (the lock is held).
+
+        A failure in another thread may have read the streak's counter just before it was
+        retired, and bump it just after: the last two retired counters are kept and read again,
+        so such a late failure still counts. (It would take two more retirements within that
+        thread switch to lose one.)
+        """
+        self.failures += count
+        kept = self.retired
+        if len(kept) == 2:
+            oldest, folded = kept[0]
+            self.failures += _value(oldest) - folded
+            kept = kept[1:]
+        self.retired = (*kept, (counter, count))
 
     def changed(self, old: State, new: State, at: float) -> None:
         """Start a new period: the state changed (or was reset) at clock reading ``at``."""
