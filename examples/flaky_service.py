@@ -14,23 +14,48 @@ the server (its request counter stands still), the half-open probe after the rec
 When the breaker goes half-open after the recovery, 50 concurrent calls show that exactly one
 probe reaches the server while the others get the fallback.
 
-Run it from the repository root (standard library only, plus aiocircuitbreaker)::
+The demo also serves its own status on another port of 127.0.0.1, as a service would:
 
+* ``GET /health``: JSON with every breaker's state and the open ones; 503 while a *critical*
+  breaker (``CRITICAL``: the quote service's) is open or forced open, else 200. The
+  "recommendations" breaker, switched off by an operator (forced open), is not critical: it is
+  listed as open, and the service stays healthy.
+* ``GET /metrics``: the Prometheus text exposition (``aiocircuitbreaker.prometheus``).
+
+It scrapes both over HTTP while the breaker is closed, while it is open and at the end, and
+checks the answers against what it saw; the last scrape is printed.
+
+Run it from the repository root (the standard library, aiocircuitbreaker and prometheus_client)::
+
+    pip install -e ".[prometheus]"
     python examples/flaky_service.py
 
-It takes about 9 seconds and exits non-zero if the breaker did not behave as described, so it
-doubles as a smoke test.
+It takes about 9 seconds and exits non-zero if the breaker or the status endpoints did not
+behave as described, so it doubles as a smoke test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Literal
 
-from aiocircuitbreaker import CircuitBreaker, State, circuit
+from aiocircuitbreaker import CircuitBreaker, CircuitBreakerMonitor, State, circuit
+
+try:
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from aiocircuitbreaker.prometheus import register
+except ImportError as exc:
+    sys.exit(
+        f"this example needs prometheus_client ({exc}); from the repository root run:\n"
+        '    pip install -e ".[prometheus]"'
+    )
 
 HOST = "127.0.0.1"
 TICK = 0.2  # seconds between two calls of the demo loop
@@ -40,6 +65,13 @@ FAILURE_THRESHOLD = 3
 RECOVERY_TIMEOUT = 2.0
 BURST = 50
 WIDTH = 53  # of the outcome column
+
+BREAKER_NAME = "quote_service"
+# Breakers without which this service cannot work: /health answers 503 while one is open.
+CRITICAL = frozenset({BREAKER_NAME})
+# When the demo scrapes its own /health and /metrics (the first two during the run).
+STATUS_CHECKS = ("while closed", "while open", "at the end")
+STATUS_TIMEOUT = 2.0  # seconds the demo waits for its own status endpoints
 
 Phase = Literal["healthy", "failing", "recovered"]
 
@@ -114,11 +146,13 @@ class FlakyService:
                 self._handlers.discard(task)
 
 
-def _response(status: int, reason: str, body: str) -> bytes:
+def _response(
+    status: int, reason: str, body: str, content_type: str = "text/plain; charset=utf-8"
+) -> bytes:
     data = body.encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\n"
-        "Content-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Type: {content_type}\r\n"
         f"Content-Length: {len(data)}\r\n"
         "Connection: close\r\n"
         "\r\n"
@@ -153,6 +187,7 @@ def serve_cached(port: int) -> Reply:
     failure_threshold=FAILURE_THRESHOLD,
     recovery_timeout=RECOVERY_TIMEOUT,
     expected_exception=ServiceUnavailable,
+    name=BREAKER_NAME,
     fallback_function=serve_cached,
 )
 async def fetch(port: int) -> Reply:
@@ -162,7 +197,7 @@ async def fetch(port: int) -> Reply:
         ServiceUnavailable: The service answered 5xx, timed out or could not be reached.
     """
     try:
-        status, body = await asyncio.wait_for(_get(port, "/quote"), CLIENT_TIMEOUT)
+        status, _, body = await asyncio.wait_for(_get(port, "/quote"), CLIENT_TIMEOUT)
     except asyncio.TimeoutError as exc:
         raise ServiceUnavailable(f"no response within {CLIENT_TIMEOUT} s") from exc
     except OSError as exc:  # refused, reset, ...
@@ -179,9 +214,12 @@ async def fetch(port: int) -> Reply:
 # declare the attribute; "unused-ignore" keeps mypy quiet if they do.
 breaker: CircuitBreaker = fetch.circuit_breaker  # type: ignore[attr-defined,unused-ignore]
 
+# Another dependency, not critical: the page still works without recommendations.
+recommendations = CircuitBreaker(name="recommendations")
 
-async def _get(port: int, path: str) -> tuple[int, str]:
-    """Send one HTTP/1.1 GET and return the status code and the body."""
+
+async def _get(port: int, path: str) -> tuple[int, dict[str, str], str]:
+    """Send one HTTP/1.1 GET and return the status code, the headers and the body."""
     reader, writer = await asyncio.open_connection(HOST, port)
     try:
         writer.write(
@@ -192,14 +230,123 @@ async def _get(port: int, path: str) -> tuple[int, str]:
         if not status_line:
             raise ServiceUnavailable("connection closed without a response")
         status = int(status_line.split()[1])
-        while (await reader.readline()).strip():  # skip the headers
-            pass
+        headers = {}
+        while line := (await reader.readline()).strip():
+            key, _, value = line.decode("latin-1").partition(":")
+            headers[key.strip().lower()] = value.strip()
         body = await reader.read()  # Connection: close, so the body ends with the stream
-        return status, body.decode()
+        return status, headers, body.decode()
     finally:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+
+# -- the status endpoints ------------------------------------------------------------------
+
+
+def health() -> tuple[int, str]:
+    """Return /health's status code and JSON body, from the breakers' statistics."""
+    breakers = [s for s in CircuitBreakerMonitor.statistics() if s.name is not None]
+    rejecting = [s.name for s in breakers if s.state in (State.OPEN, State.FORCED_OPEN)]
+    critical_open = [name for name in rejecting if name in CRITICAL]
+    body = {
+        "status": "unavailable" if critical_open else "ok",
+        "critical_open": critical_open,
+        "open": rejecting,
+        "breakers": [
+            {"name": s.name, "state": s.state.value, "critical": s.name in CRITICAL}
+            for s in breakers
+        ],
+    }
+    return (503 if critical_open else 200), json.dumps(body, indent=2)
+
+
+class StatusServer:
+    """A minimal HTTP/1.1 server for GET /health and GET /metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        register(self.registry)  # every breaker of the process, read at each scrape
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        """Start listening on a free port of ``HOST`` and return the port."""
+        self._server = await asyncio.start_server(self._handle, HOST, 0)
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = (await reader.readline()).decode("latin-1").split()
+            while (await reader.readline()).strip():  # the headers, up to the blank line
+                pass
+            method, path = [*request, "", ""][:2]
+            content_type = "text/plain; charset=utf-8"
+            if method != "GET":
+                status, body = 405, "only GET\n"
+            elif path == "/health":
+                status, body = health()
+                content_type = "application/json"
+            elif path == "/metrics":
+                status, body = 200, generate_latest(self.registry).decode()
+                content_type = CONTENT_TYPE_LATEST
+            else:
+                status, body = 404, "try /health or /metrics\n"
+            writer.write(_response(status, HTTPStatus(status).phrase, body, content_type))
+            await writer.drain()
+        except ConnectionError:
+            pass  # the client went away
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
+@dataclass(frozen=True)
+class StatusCheck:
+    """One scrape of /health and /metrics."""
+
+    label: str
+    health_status: int
+    health_body: str
+    metrics_text: str
+    problems: tuple[str, ...]
+
+    def breaker_lines(self) -> list[str]:
+        """Return the /metrics sample lines of the demo's breaker."""
+        return [
+            line
+            for line in self.metrics_text.splitlines()
+            if not line.startswith("#") and f'name="{BREAKER_NAME}"' in line
+        ]
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def _samples(text: str) -> Samples:
+    """Parse a Prometheus text exposition into sample values by name and labels."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _sample(samples: Samples, metric: str, **labels: str) -> float | None:
+    """Return the demo breaker's sample of ``metric`` with ``labels``, or ``None``."""
+    return samples.get((metric, frozenset({"name": BREAKER_NAME, **labels}.items())))
+
+
+def _count(value: float | None) -> str:
+    return "missing" if value is None else f"{value:g}"
 
 
 # -- the demo --------------------------------------------------------------------------------
@@ -223,14 +370,16 @@ class Stats:
     rejected_hitting_server: int = 0
     burst_to_server: int | None = None  # None until the burst has run
     burst_fallback: int | None = None
+    status_checks: dict[str, StatusCheck] = field(default_factory=dict)  # by label
 
 
 class Demo:
     """Drives the service's timeline, calls it, and prints what happens."""
 
-    def __init__(self, service: FlakyService, port: int) -> None:
+    def __init__(self, service: FlakyService, port: int, status_port: int) -> None:
         self.service = service
         self.port = port
+        self.status_port = status_port
         self.stats = Stats()
         self.transitions: list[tuple[State, State]] = []
         self._seen = breaker.state
@@ -242,9 +391,13 @@ class Demo:
 
     async def run(self) -> None:
         print(
-            f"service on http://{HOST}:{self.port}/quote; breaker: failure_threshold="
-            f"{FAILURE_THRESHOLD}, recovery_timeout={RECOVERY_TIMEOUT} s; "
-            f"client timeout {CLIENT_TIMEOUT} s; one call every {TICK} s\n"
+            f"service on http://{HOST}:{self.port}/quote; breaker {BREAKER_NAME!r}: "
+            f"failure_threshold={FAILURE_THRESHOLD}, recovery_timeout={RECOVERY_TIMEOUT} s; "
+            f"client timeout {CLIENT_TIMEOUT} s; one call every {TICK} s"
+        )
+        print(
+            f"status on http://{HOST}:{self.status_port}/health and /metrics; "
+            f"an operator switched {recommendations.name!r} off (forced open): not critical\n"
         )
         header = f"{'time':>6}  {'phase':<9}  {'breaker before -> after':<26}  {'outcome':<{WIDTH}}"
         print(f"{header}  server requests")
@@ -258,6 +411,7 @@ class Demo:
                 burst_done = True
             else:
                 await self.call_once(before)
+            await self.check_status_once()
             await asyncio.sleep(TICK)
 
     def set_phase(self, phase: Phase) -> None:
@@ -329,6 +483,76 @@ class Demo:
             self.stats.rejected_hitting_server += abs(hits - to_server)
         self.observe()
 
+    async def check_status_once(self) -> None:
+        """Scrape the status endpoints the first time the breaker is seen closed, and open."""
+        state = breaker.state
+        for label, wanted in (("while closed", State.CLOSED), ("while open", State.OPEN)):
+            if state is wanted and label not in self.stats.status_checks:
+                await self.check_status(label, wanted)
+
+    async def check_status(self, label: str, state: State) -> StatusCheck:
+        """Scrape /health and /metrics over HTTP; check them against ``state`` and the stats."""
+        health_status, _, health_body = await asyncio.wait_for(
+            _get(self.status_port, "/health"), STATUS_TIMEOUT
+        )
+        metrics_status, headers, metrics_text = await asyncio.wait_for(
+            _get(self.status_port, "/metrics"), STATUS_TIMEOUT
+        )
+        problems: list[str] = []
+        rejecting = state in (State.OPEN, State.FORCED_OPEN)
+        wanted = 503 if rejecting else 200
+        if health_status != wanted:
+            problems.append(f"/health answered {health_status}, not {wanted}")
+        report = json.loads(health_body)
+        listed = {entry["name"]: entry["state"] for entry in report["breakers"]}.get(BREAKER_NAME)
+        if listed != state.value:
+            problems.append(f"/health lists {BREAKER_NAME} as {listed}, not {state}")
+        if (BREAKER_NAME in report["open"]) is not rejecting:
+            problems.append(f"/health lists {report['open']} as open")
+        if recommendations.name not in report["open"]:
+            problems.append(f"/health does not list the forced-open {recommendations.name}")
+        content_type = headers.get("content-type")
+        if metrics_status != 200 or content_type != CONTENT_TYPE_LATEST:
+            problems.append(f"/metrics answered {metrics_status} ({content_type})")
+        try:
+            samples = _samples(metrics_text)
+        except ValueError as exc:
+            problems.append(f"/metrics does not parse: {exc}")
+            samples = {}
+        # What the breaker must have counted, from what the demo saw.
+        stats = self.stats
+        calls = {
+            "success": stats.ok + (stats.burst_to_server or 0),
+            "failure": stats.failed,
+            "neutral": 0,
+        }
+        rejected = stats.rejected + (stats.burst_fallback or 0)
+        exported = {
+            outcome: _sample(samples, "circuit_breaker_calls_total", outcome=outcome)
+            for outcome in calls
+        }
+        exported_rejected = _sample(samples, "circuit_breaker_rejected_calls_total")
+        exported_state = _sample(samples, "circuit_breaker_state", state=state.value)
+        for series, got, expected in (
+            (f"circuit_breaker_state{{state={state.value!r}}}", exported_state, 1),
+            *(
+                (f"circuit_breaker_calls_total{{outcome={outcome!r}}}", exported[outcome], count)
+                for outcome, count in calls.items()
+            ),
+            ("circuit_breaker_rejected_calls_total", exported_rejected, rejected),
+        ):
+            if got != expected:
+                problems.append(f"/metrics: {series} is {got}, the demo expects {expected}")
+        check = StatusCheck(label, health_status, health_body, metrics_text, tuple(problems))
+        stats.status_checks[label] = check
+        print(
+            f"{'':8}status {label}: GET /health -> {health_status} {report['status']}, "
+            f"open: {', '.join(report['open']) or 'none'}; GET /metrics -> "
+            f"{_count(exported['success'])} ok, {_count(exported['failure'])} failed, "
+            f"{_count(exported_rejected)} rejected" + ("  <- MISMATCH" if problems else "")
+        )
+        return check
+
 
 def _phase_at(elapsed: float) -> Phase:
     return [phase for start, phase in TIMELINE if start <= elapsed][-1]
@@ -363,17 +587,27 @@ def _problems(demo: Demo) -> list[str]:
         )
     if breaker.state is not State.CLOSED:
         problems.append(f"the breaker ended {breaker.state}, not closed")
+    for label in STATUS_CHECKS:
+        check = stats.status_checks.get(label)
+        if check is None:
+            problems.append(f"the status endpoints were not scraped {label}")
+        else:
+            problems.extend(f"status {label}: {problem}" for problem in check.problems)
     return problems
 
 
 async def main() -> int:
-    service = FlakyService()
+    recommendations.force_open()  # an operator switched it off; the service does without
+    service, status = FlakyService(), StatusServer()
     port = await service.start()
-    demo = Demo(service, port)
+    status_port = await status.start()
+    demo = Demo(service, port, status_port)
     try:
         await demo.run()
+        final = await demo.check_status("at the end", State.CLOSED)
     finally:
         await service.stop()
+        await status.stop()
     stats = demo.stats
     burst = (
         "no burst"
@@ -386,12 +620,17 @@ async def main() -> int:
         f"{stats.rejected} rejected -> fallback; {burst}; "
         f"the server got {service.requests} requests"
     )
+    print(f"\nGET /metrics at the end ({BREAKER_NAME}'s samples):")
+    for line in final.breaker_lines():
+        print(f"    {line}")
+    print(f"\nGET /health at the end: HTTP {final.health_status}")
+    print(final.health_body)
     problems = _problems(demo)
     for problem in problems:
         print(f"UNEXPECTED: {problem}", file=sys.stderr)
     if problems:
         return 1
-    print("the breaker behaved as expected")
+    print("\nthe breaker and the status endpoints behaved as expected")
     return 0
 
 
