@@ -484,7 +484,7 @@ class CircuitBreaker:
             openings=counters.openings,
             open_remaining=remaining,
             last_failure=self._last_failure,
-            transitions=tuple(counters.transitions.items()),
+            transitions=counters.transitions,
         )
 
     def _catch_up(self, now: float) -> Snapshot:

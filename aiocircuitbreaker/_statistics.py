@@ -90,10 +90,15 @@ class Statistics:
     transitions: tuple[tuple[tuple[State, State], int], ...]
 
 
+_ZERO = CallCounts()
+
+
 class Counters:
     """A breaker's mutable counters and listener registrations (internal).
 
-    Attributes are bumped in place by the breaker; ``statistics()`` copies them out.
+    Attributes are bumped in place by the breaker; ``statistics()`` copies them out. Initial
+    values are shared constants, so that a breaker's first call allocates little more than this
+    object.
     """
 
     __slots__ = (
@@ -119,12 +124,13 @@ class Counters:
         self.rejected = 0
         self.slow = 0
         self.openings = 0
-        self.base = CallCounts()
+        self.base = _ZERO
         self.changed_at = now
         # Whether the breaker's snapshot needs a success recorded under the lock (kept by the
         # breaker, under its lock, whenever it stores a snapshot).
         self.dirty = False
-        self.transitions: dict[tuple[State, State], int] = {}
+        # ((old, new), count) pairs, replaced whole on a change (changes are rare, reads free).
+        self.transitions: tuple[tuple[tuple[State, State], int], ...] = ()
         self.subscriptions: tuple[Subscription, ...] = ()
         # (failure_rate, slow_call_rate) of the last window, once its generation has ended.
         self.last_rates: tuple[float | None, float | None] = (None, None)
@@ -159,8 +165,9 @@ class Counters:
         self.base = self.counts()
         self.changed_at = at
         if old is not new:
-            key = (old, new)
-            self.transitions[key] = self.transitions.get(key, 0) + 1
+            counts = dict(self.transitions)
+            counts[old, new] = counts.get((old, new), 0) + 1
+            self.transitions = tuple(counts.items())
         if new is State.OPEN and old is not State.OPEN:
             self.openings += 1
 
