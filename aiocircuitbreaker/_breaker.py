@@ -47,7 +47,7 @@ from ._events import (
     deliver,
     subscription,
 )
-from ._policies import Backoff, HalfOpen, OpenDuration, RatePolicy
+from ._policies import Backoff, HalfOpen, OpenDuration, RatePolicy, Tally
 from ._registry import global_subscriptions, track
 from ._state import (
     CLOSED,
@@ -93,6 +93,7 @@ _permits: ContextVar[tuple[tuple[CircuitBreaker, int, float], ...]] = ContextVar
 )
 
 _REJECTED = -1
+_UNTIMED = -math.inf  # the start of a call that was not timed
 # The permit of a call let through by a disabled breaker: nothing about it is recorded.
 _BYPASS = -(2**62)
 NO_RESULT: Any = object()  # what a `with` block or an async generator "returns"
@@ -369,21 +370,30 @@ class CircuitBreaker:
             snapshot, now, self._get_rules(), _state.failure_count(snapshot), None
         )
 
-    def _change(self, transition: Callable[[Snapshot, float], Snapshot], reason: str) -> None:
-        """Apply a transition by hand, under the lock; then log it and tell the listeners."""
+    def _change(
+        self,
+        transition: Callable[[Snapshot, float], Snapshot],
+        reason: str,
+        *,
+        forget_last_failure: bool = True,
+    ) -> None:
+        """Apply a transition by hand, under the lock; then log it and tell the listeners.
+
+        A change by hand has no failure behind it: its StateChanged carries no exception.
+        """
         now = self._clock()
         _acquire()
         try:
             before = self._snapshot
             after = transition(before, now)
             self._store(after)
-            if after.state is CLOSED:
+            if after.state is CLOSED and forget_last_failure:
                 self._last_failure = None
             self._changed_locked(before, after, now)
         finally:
             _release()
         if after.state is not before.state:
-            self._announce(before, after, reason, now)
+            self._announce(before, after, reason, now, manual=True)
 
     # -- listeners and statistics ------------------------------------------------------------
 
@@ -459,14 +469,16 @@ class CircuitBreaker:
         snapshot = self._catch_up(now)
         state = snapshot.state
         total = counters.counts(streak=_state.streak(snapshot))
-        if snapshot.tally is not None:
-            _acquire()
-            try:
-                failure_rate, slow_call_rate = self._window_rates(self._snapshot, now)
-            finally:
-                _release()
-        else:
-            failure_rate, slow_call_rate = counters.last_rates
+        _acquire()
+        try:
+            # The window is read under the lock (calls record into it under the lock).
+            tally = self._snapshot.tally
+            if tally is None:
+                failure_rate, slow_call_rate = counters.last_rates
+            else:
+                failure_rate, slow_call_rate = self._window_rates(tally, now)
+        finally:
+            _release()
         if state is CLOSED or state is DISABLED or state is METRICS_ONLY:
             remaining = 0.0
         else:
@@ -576,17 +588,15 @@ class CircuitBreaker:
             counters.retire(before.failures, _state.failure_count(before))
 
     def _count_rejection(self) -> None:
-        """Count a rejected call, and tell the listeners."""
-        try:
-            self._counters.rejected += 1
-        except AttributeError:
-            self._get_counters().rejected += 1
+        """Count a rejected call, and tell the listeners.
+
+        A rejection happens in a state that was stored by :meth:`_store`, which made the
+        counters. An open breaker is stored as half-open before it rejects a call past its
+        deadline, so the stored state is the one that rejected.
+        """
+        self._counters.rejected += 1
         if self._listeners:
-            snapshot = self._snapshot
-            state = snapshot.state
-            if state is OPEN and self._clock() >= snapshot.open_until:
-                state = HALF_OPEN
-            deliver(self._listeners, CallRejected(self, self._clock(), state))
+            deliver(self._listeners, CallRejected(self, self._clock(), self._snapshot.state))
 
     # -- properties ----------------------------------------------------------------------------
 
@@ -756,11 +766,14 @@ class CircuitBreaker:
         return rules is None or (rules.policy is None and rules.failure_result is None)
 
     def _start(self) -> float:
-        """Return the clock reading a call starts at, if the rules or the listeners need it."""
+        """Return the clock reading a call starts at, if the rules or the listeners need it.
+
+        ``_UNTIMED`` otherwise: a listener added while the call runs gets no event for it.
+        """
         rules = self._rules
         if self._listeners or (rules is not None and rules.clocked):
             return self._clock()
-        return 0.0
+        return _UNTIMED
 
     def _complete(
         self,
@@ -780,7 +793,7 @@ class CircuitBreaker:
             outcome = SUCCESS
         else:
             outcome = self._record_exception(permit, exc)
-        if self._listeners:
+        if self._listeners and started != _UNTIMED:
             self._report_call(outcome, started, exc)
 
     def _report_call(self, outcome: str, started: float, exc: BaseException | None) -> None:
@@ -805,10 +818,8 @@ class CircuitBreaker:
             self._get_counters().successes += 1
 
     def _count_failure(self) -> None:
-        try:
-            self._counters.failures += 1
-        except AttributeError:
-            self._get_counters().failures += 1
+        # Only failures outside a closed streak get here: a state _store made the counters for.
+        self._counters.failures += 1
 
     def _count_neutral(self) -> None:
         try:
@@ -928,7 +939,7 @@ class CircuitBreaker:
     ) -> None:
         if outcome == FAILURE and failure is not None:
             self._last_failure = failure
-        elif outcome == SUCCESS and snapshot.state is CLOSED:
+        elif outcome == SUCCESS and (snapshot.state is CLOSED or snapshot.state is METRICS_ONLY):
             self._last_failure = None  # the failure streak is over, as in 2.x
 
     def _changed_locked(self, before: Snapshot, after: Snapshot, now: float) -> None:
@@ -945,25 +956,24 @@ class CircuitBreaker:
             expiry = math.inf if limit is None else min(p[1] for p in before.probes) + limit
             at = min(at, expiry)
         counters = self._counters_locked()
-        counters.changed(before.state, after.state, min(at, now))
+        counters.changed(before.state, after.state, min(at, now), _state.streak(after))
         if before.tally is not None:
             # The window goes with the generation; its rates stay visible (those that tripped
             # the breaker, typically) until a new window holds calls.
-            counters.last_rates = self._window_rates(before, now)
+            counters.last_rates = self._window_rates(before.tally, now)
 
-    def _window_rates(self, snapshot: Snapshot, now: float) -> tuple[float | None, float | None]:
-        """Return the failure and slow-call rates of the snapshot's window (lock held)."""
-        tally = snapshot.tally
-        rules = self._rules
-        if tally is None or rules is None or rules.policy is None:
-            return (None, None)
-        tally.drain(rules.policy.window.capacity or 0)
+    def _window_rates(self, tally: Tally, now: float) -> tuple[float | None, float | None]:
+        """Return the failure and slow-call rates of a policy's window (lock held)."""
+        policy = self._get_rules().policy  # a window exists only under a policy
+        tally.drain((policy.window.capacity if policy is not None else None) or 0)
         counts = tally.counts(now)
         if not counts.calls:
             return (None, None)
         return (counts.failures / counts.calls, counts.slow_calls / counts.calls)
 
-    def _announce(self, before: Snapshot, after: Snapshot, reason: str, now: float) -> None:
+    def _announce(
+        self, before: Snapshot, after: Snapshot, reason: str, now: float, *, manual: bool = False
+    ) -> None:
         """Log a state change and tell the listeners (outside the lock)."""
         state = after.state
         if state is OPEN:
@@ -996,11 +1006,9 @@ class CircuitBreaker:
                 self._name,
                 reason,
             )
-        if state is before.state:
-            return
         subscriptions = self._subscriptions()
         if subscriptions:
-            exception = self._last_failure if state is OPEN else None
+            exception = self._last_failure if state is OPEN and not manual else None
             deliver(subscriptions, StateChanged(self, now, before.state, state, reason, exception))
 
     def _finish(

@@ -39,12 +39,21 @@ def global_subscriptions(*, calls_only: bool) -> tuple[Subscription, ...]:
     return _global_calls if calls_only else _global
 
 
-def _set_global(subscriptions: tuple[Subscription, ...]) -> None:
+def _change_global(listener: Listener, added: Subscription | None) -> bool:
+    """Remove ``listener`` from the global listeners, then add ``added`` (if given).
+
+    Returns:
+        Whether ``listener`` was registered before.
+    """
     global _global, _global_calls  # noqa: PLW0603 - the registry's module state
-    _global = subscriptions
-    _global_calls = tuple(s for s in subscriptions if s.wants_calls)
+    with _lock:
+        kept = tuple(s for s in _global if s.listener != listener)
+        found = len(kept) != len(_global)
+        _global = kept if added is None else (*kept, added)
+        _global_calls = tuple(s for s in _global if s.wants_calls)
     for breaker in live():
         breaker._refresh_listeners()
+    return found
 
 
 def _matching(match: Match) -> list[CircuitBreaker]:
@@ -191,10 +200,7 @@ class CircuitBreakerMonitor(metaclass=_MonitorType):
         The same rules as ``CircuitBreaker.add_listener``: sync or async, faults logged and
         ignored, ``event_types`` to narrow what it gets; adding it again replaces its types.
         """
-        added = subscription(listener, event_types)
-        with _lock:
-            kept = tuple(s for s in _global if s.listener != listener)
-        _set_global((*kept, added))
+        _change_global(listener, subscription(listener, event_types))
 
     @classmethod
     def remove_listener(cls, listener: Listener) -> None:
@@ -203,12 +209,9 @@ class CircuitBreakerMonitor(metaclass=_MonitorType):
         Raises:
             ValueError: ``listener`` was not added with :meth:`add_listener`.
         """
-        with _lock:
-            kept = tuple(s for s in _global if s.listener != listener)
-        if len(kept) == len(_global):
+        if not _change_global(listener, None):
             msg = f"{listener!r} is not a global circuit breaker listener"
             raise ValueError(msg)
-        _set_global(kept)
 
 
 def _each(match: Match, method: str) -> list[CircuitBreaker]:

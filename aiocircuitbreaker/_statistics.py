@@ -160,9 +160,13 @@ class Counters:
             kept = kept[1:]
         self.retired = (*kept, (counter, count))
 
-    def changed(self, old: State, new: State, at: float) -> None:
-        """Start a new period: the state changed (or was reset) at clock reading ``at``."""
-        self.base = self.counts()
+    def changed(self, old: State, new: State, at: float, streak: int = 0) -> None:
+        """Start a new period: the state changed (or was reset) at clock reading ``at``.
+
+        ``streak`` is the failure count the new state starts with in its own counter, if any
+        (a restored state): failures already counted, not new in this period.
+        """
+        self.base = self.counts(streak)
         self.changed_at = at
         if old is not new:
             counts = dict(self.transitions)

@@ -57,7 +57,7 @@ def _is_async_generator_function(function: Callable[..., Any]) -> bool:
 
 def _coroutine_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(function)
-    async def guarded(*args: Any, **kwargs: Any) -> Any:  # noqa: PLR0912 - inlined on purpose
+    async def guarded(*args: Any, **kwargs: Any) -> Any:
         snapshot = breaker._snapshot
         if snapshot.fast:  # closed, and no listener wants call events
             permit = snapshot.generation
@@ -69,10 +69,7 @@ def _coroutine_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) ->
             # An open breaker inside its timeout rejects at once: the check that _admit()
             # starts with, inlined because it is every call's path while open.
             if breaker._fallback_function is None:
-                try:
-                    breaker._counters.rejected += 1
-                except AttributeError:
-                    breaker._get_counters().rejected += 1
+                breaker._counters.rejected += 1  # made when the open state was stored
                 raise CircuitBreakerError(breaker)
             return await breaker._reject(args, kwargs)
         elif snapshot.state is CLOSED:
@@ -152,10 +149,7 @@ def _coroutine_wrapper_with_rules(
             tally = snapshot.tally
             if tally is not None and tally.ready and snapshot.generation == permit:
                 next(tally.pending)  # type: ignore[arg-type]
-                try:
-                    breaker._counters.successes += 1
-                except AttributeError:
-                    breaker._get_counters().successes += 1
+                breaker._counters.successes += 1  # made when the window was stored
                 return result
         breaker._finish(permit, started, result, failed_result=failed)
         return result

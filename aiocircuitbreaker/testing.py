@@ -11,10 +11,12 @@ block returns (as a new generation, so calls made inside the block change nothin
 from __future__ import annotations
 
 import itertools
+import math
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import _registry, _state
 from ._state import HALF_OPEN, MODES, OPEN, Snapshot, State
@@ -70,23 +72,24 @@ def force_state(state: State | str, *breakers: CircuitBreaker) -> Iterator[list[
         ValueError: ``state`` is not a State (or a State's value).
     """
     target = _parse_state(state)
-    chosen = list(breakers) if breakers else _registry.live()
-    saved = [(breaker, _force(breaker, target)) for breaker in chosen]
-    created: list[CircuitBreaker] = []
+    # Weakly held: a breaker dropped inside the block (one made per request, under a
+    # session-wide passthrough()) is freed, and is simply not restored.
+    saved: weakref.WeakKeyDictionary[CircuitBreaker, _Saved] = weakref.WeakKeyDictionary()
 
-    def on_create(breaker: CircuitBreaker) -> None:
-        created.append(breaker)
-        saved.append((breaker, _force(breaker, target)))
+    def force(breaker: CircuitBreaker) -> None:
+        saved[breaker] = _force(breaker, target)
 
+    for breaker in breakers or _registry.live():
+        force(breaker)
     if not breakers:
-        _registry.add_creation_hook(on_create)
+        _registry.add_creation_hook(force)
     try:
-        yield chosen
+        yield list(saved)
     finally:
         if not breakers:
-            _registry.remove_creation_hook(on_create)
-        for breaker, snapshot in reversed(saved):
-            _restore(breaker, snapshot, target)
+            _registry.remove_creation_hook(force)
+        for breaker, before in reversed(list(saved.items())):
+            _restore(breaker, before, target)
 
 
 @contextmanager
@@ -114,17 +117,31 @@ def _parse_state(state: object) -> State:
         raise ValueError(msg) from None
 
 
-def _force(breaker: CircuitBreaker, target: State) -> Snapshot:
-    """Put ``breaker`` in ``target``; return the snapshot it had."""
-    saved: list[Snapshot] = []
+class _Saved(NamedTuple):
+    snapshot: Snapshot
+    last_failure: BaseException | None
+
+
+def _force(breaker: CircuitBreaker, target: State) -> _Saved:
+    """Put ``breaker`` in ``target``; return what it had."""
+    saved: list[_Saved] = []
 
     def transition(snapshot: Snapshot, now: float) -> Snapshot:
-        saved.append(snapshot)
+        saved.append(_Saved(snapshot, breaker._last_failure))
         if target in MODES:
             return _state.enter_mode(snapshot, target)
         if target is OPEN:
-            opened = _state.open_now(snapshot, now, breaker._get_rules(), 0, None)
-            return replace(opened, open_until=float("inf"), openings=snapshot.openings)
+            # Open with no deadline: the block decides when it ends, not the clock.
+            return _state.Snapshot(
+                OPEN,
+                snapshot.generation + 1,
+                math.inf,
+                (),
+                None,
+                _state.failure_count(snapshot),
+                snapshot.openings,
+                observed=snapshot.observed,
+            )
         if target is HALF_OPEN:
             return _state.Snapshot(
                 HALF_OPEN,
@@ -142,8 +159,9 @@ def _force(breaker: CircuitBreaker, target: State) -> Snapshot:
     return saved[0]
 
 
-def _restore(breaker: CircuitBreaker, saved: Snapshot, target: State) -> None:
-    """Give ``breaker`` back the state it had before it was forced."""
+def _restore(breaker: CircuitBreaker, before: _Saved, target: State) -> None:
+    """Give ``breaker`` back the state (and last failure) it had before it was forced."""
+    saved = before.snapshot
 
     def transition(snapshot: Snapshot, now: float) -> Snapshot:
         failures = saved.failures
@@ -154,11 +172,20 @@ def _restore(breaker: CircuitBreaker, saved: Snapshot, target: State) -> None:
             count = _state.failure_count(saved)
             failures = itertools.count(count)
             breaker._counters_locked().failures -= count
+        breaker._last_failure = before.last_failure
+        # A new generation: calls made inside the block, probes included, do not count now.
         return replace(
             saved,
             generation=snapshot.generation + 1,
             failures=failures,
+            probes=(),
+            probe_successes=0,
+            probe_counts=(0, 0, 0),
             observed=snapshot.observed,
         )
 
-    breaker._change(transition, f"the end of testing.force_state({target.value!r})")
+    breaker._change(
+        transition,
+        f"the end of testing.force_state({target.value!r})",
+        forget_last_failure=False,
+    )

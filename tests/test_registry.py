@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import gc
+import weakref
 
 import pytest
 
-from aiocircuitbreaker import CircuitBreaker, CircuitBreakerMonitor, _registry, circuit
+from aiocircuitbreaker import (
+    CallCounts,
+    CircuitBreaker,
+    CircuitBreakerMonitor,
+    State,
+    _registry,
+    circuit,
+)
 from aiocircuitbreaker._registry import _refs
 from aiocircuitbreaker.testing import FakeClock
 
@@ -106,3 +114,110 @@ def test_register_adds_an_untracked_breaker() -> None:
         assert CircuitBreakerMonitor.get("registry-readd") is breaker
     finally:
         _refs[:] = saved
+
+
+def names(breakers: list[CircuitBreaker]) -> list[str | None]:
+    return [breaker.name for breaker in breakers]
+
+
+def trip(breaker: CircuitBreaker) -> None:
+    for _ in range(breaker.failure_threshold):
+        with pytest.raises(DependencyDown), breaker:
+            raise DependencyDown
+
+
+def test_statistics_by_glob_predicate_or_all(clock: FakeClock) -> None:
+    """statistics(match) picks breakers by a glob on names, a predicate, or takes them all."""
+    first = CircuitBreaker(name="registry-stats.first", failure_threshold=2, clock=clock)
+    second = CircuitBreaker(name="registry-stats.second", clock=clock)
+    assert second.closed
+    other = CircuitBreaker(name="registry-other", clock=clock)
+    unnamed = CircuitBreaker(clock=clock)
+    trip(first)
+    picked = CircuitBreakerMonitor.statistics("registry-stats.*")
+    assert [s.name for s in picked] == ["registry-stats.first", "registry-stats.second"]
+    assert [s.state for s in picked] == [State.OPEN, State.CLOSED]
+    assert picked[0].total == CallCounts(failures=2)
+    by_predicate = CircuitBreakerMonitor.statistics(lambda b: b is other or b is unnamed)
+    assert [s.name for s in by_predicate] == ["registry-other", None]
+    everything = [s.name for s in CircuitBreakerMonitor.statistics()]
+    assert len(everything) == len(CircuitBreakerMonitor.get_circuits())
+    assert {"registry-stats.first", "registry-stats.second", "registry-other"} <= set(everything)
+    assert CircuitBreakerMonitor.statistics("registry-stats.none*") == []
+
+
+@pytest.mark.parametrize("match", [5, b"registry-*", ["registry-*"]])
+def test_a_bad_match_is_a_type_error(match: object) -> None:
+    """match must be None, a glob string or a predicate."""
+    with pytest.raises(TypeError, match="match must be None, a glob on breaker names"):
+        CircuitBreakerMonitor.statistics(match)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="match must be None"):
+        CircuitBreakerMonitor.open_all(match)  # type: ignore[arg-type]
+
+
+def test_group_operations_act_on_the_matching_breakers(clock: FakeClock) -> None:
+    """open_all() and the like change the matching breakers only, and return them."""
+    first = CircuitBreaker(name="registry-group.first", clock=clock)
+    second = CircuitBreaker(name="registry-group.second", clock=clock)
+    bystander = CircuitBreaker(name="registry-bystander", clock=clock)
+    group = "registry-group.*"
+    assert CircuitBreakerMonitor.open_all(group) == [first, second]
+    assert first.state is second.state is State.OPEN
+    assert bystander.closed
+    assert CircuitBreakerMonitor.close_all(group) == [first, second]
+    assert first.closed
+    assert second.closed
+    assert CircuitBreakerMonitor.force_open_all(lambda b: b is second) == [second]
+    assert second.state is State.FORCED_OPEN
+    assert CircuitBreakerMonitor.disable_all(group) == [first, second]
+    assert first.state is second.state is State.DISABLED
+    assert CircuitBreakerMonitor.metrics_only_all(group) == [first, second]
+    assert first.state is second.state is State.METRICS_ONLY
+    assert CircuitBreakerMonitor.reset_all(group) == [first, second]
+    assert first.closed
+    assert second.closed
+    assert bystander.closed
+    assert bystander.statistics().transitions == ()
+    assert CircuitBreakerMonitor.open_all("registry-group.none*") == []
+
+
+def test_get_open_includes_forced_open_breakers(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forced-open breakers are listed as open; disabled and metrics-only ones are not."""
+    monkeypatch.setattr(_registry, "_refs", [])  # only this test's breakers
+    forced = CircuitBreaker(name="registry-forced", clock=clock)
+    disabled = CircuitBreaker(name="registry-disabled", clock=clock)
+    metrics = CircuitBreaker(name="registry-metrics", clock=clock)
+    forced.force_open()
+    disabled.disable()
+    metrics.metrics_only()
+    assert list(CircuitBreakerMonitor.get_open()) == [forced]
+    assert list(CircuitBreakerMonitor.get_closed()) == []
+    assert not CircuitBreakerMonitor.all_closed()
+    forced.close()
+    assert CircuitBreakerMonitor.all_closed()
+
+
+def test_used_breakers_made_per_request_are_freed(clock: FakeClock) -> None:
+    """Breakers that were called, observed and read, then dropped, are freed and unlisted."""
+    gc.collect()
+    before = len(CircuitBreakerMonitor.get_circuits())
+    last: weakref.ref[CircuitBreaker] | None = None
+    for i in range(10_000):
+        breaker = CircuitBreaker(name="registry-used", failure_threshold=2, clock=clock)
+        breaker.add_listener(lambda event, breaker=breaker: None)  # a reference cycle
+        with pytest.raises(DependencyDown), breaker:
+            raise DependencyDown
+        with breaker:
+            pass
+        if i % 1_000 == 0:
+            assert breaker.statistics().total.calls == 2
+            breaker.open()  # and some opened (which logs)
+        last = weakref.ref(breaker)
+    del breaker
+    gc.collect()
+    assert last is not None
+    assert last() is None
+    assert len(CircuitBreakerMonitor.get_circuits()) == before
+    assert CircuitBreakerMonitor.get("registry-used") is None
