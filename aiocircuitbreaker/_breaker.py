@@ -365,7 +365,6 @@ class CircuitBreaker:
         self._change(functools.partial(_enter_mode, METRICS_ONLY), "metrics_only()")
 
     def _open_by_hand(self, snapshot: Snapshot, now: float) -> Snapshot:
-        snapshot = _state.settle(snapshot, now, self._get_rules())
         return _state.open_now(
             snapshot, now, self._get_rules(), _state.failure_count(snapshot), None
         )
@@ -382,9 +381,14 @@ class CircuitBreaker:
         A change by hand has no failure behind it: its StateChanged carries no exception.
         """
         now = self._clock()
+        rules = self._get_rules()
         _acquire()
         try:
-            before = self._snapshot
+            stored = self._snapshot
+            # Lazy transitions due by now happened first: opening a breaker that reads
+            # half-open is an opening, from half-open.
+            before = _state.catch_up(stored, now, rules)
+            steps = self._lazy_steps_locked(stored, before, now)
             after = transition(before, now)
             self._store(after)
             if after.state is CLOSED and forget_last_failure:
@@ -392,6 +396,7 @@ class CircuitBreaker:
             self._changed_locked(before, after, now)
         finally:
             _release()
+        self._announce_steps(steps, now)
         if after.state is not before.state:
             self._announce(before, after, reason, now, manual=True)
 
@@ -817,10 +822,6 @@ class CircuitBreaker:
         except AttributeError:
             self._get_counters().successes += 1
 
-    def _count_failure(self) -> None:
-        # Only failures outside a closed streak get here: a state _store made the counters for.
-        self._counters.failures += 1
-
     def _count_neutral(self) -> None:
         try:
             self._counters.neutral += 1
@@ -850,15 +851,15 @@ class CircuitBreaker:
                 if next(failures) + 1 < self._failure_threshold:
                     return FAILURE
                 self._record(permit, FAILURE, exc, counted=True)
-            elif not self._record(permit, FAILURE, exc):
-                self._count_failure()  # not counted in a failure streak
+            else:
+                self._record(permit, FAILURE, exc)
             return FAILURE
         self._count_neutral()
         if permit < 0 and self._snapshot.state is HALF_OPEN:
             self._record(permit, NEUTRAL, None)
         return NEUTRAL
 
-    def _record(
+    def _record(  # noqa: PLR0912 - one branch per kind of outcome, all under one lock
         self,
         permit: int,
         outcome: str,
@@ -868,8 +869,12 @@ class CircuitBreaker:
         slow: bool = False,
         started: float = 0.0,
         now: float | None = None,
-    ) -> bool:
+    ) -> None:
         """Record one outcome under the lock (every path but the lock-free ones ends here).
+
+        A failure is counted in the statistics here unless it was counted lock-free in the
+        breaker's failure streak; either way before the state changes, so that the call that
+        changes it counts in the period it ends.
 
         Args:
             permit: The call's permit (a generation, or a probe's negative number).
@@ -879,13 +884,9 @@ class CircuitBreaker:
             slow: The call was slower than the policy's ``slow_call_duration``.
             started: Clock reading when the call started (for time windows).
             now: Clock reading when it finished (read here if not given).
-
-        Returns:
-            Whether a failure was counted in the breaker's failure streak (which the
-            statistics read); ``False`` means the caller counts it.
         """
         rules = self._get_rules()
-        streaked = False
+        streaked = counted
         _acquire()
         try:
             before = snapshot = self._snapshot
@@ -900,7 +901,10 @@ class CircuitBreaker:
             elif snapshot.generation != permit or (
                 state is not CLOSED and state is not METRICS_ONLY
             ):
-                return False  # an outcome of an older generation changes nothing
+                # An outcome of an older generation changes nothing but the totals.
+                if outcome == FAILURE and not counted:
+                    self._counters_locked().failures += 1
+                return
             elif rules.policy is not None:
                 snapshot = _state.record_closed(
                     snapshot, rules.policy, outcome, slow, started, now, rules, failure
@@ -921,10 +925,13 @@ class CircuitBreaker:
                 # The failure is in the statistics if its streak counter is stored, or was (it
                 # is folded in when _store retires it); not if the counter was made for this
                 # call and retired by the trip at once (a failure_threshold of 1).
-                streaked = counter is not None and (
-                    counter is before.failures or counter is snapshot.failures
+                streaked = counted or (
+                    counter is not None
+                    and (counter is before.failures or counter is snapshot.failures)
                 )
                 reason = f"{failures} consecutive failure{'' if failures == 1 else 's'}"
+            if outcome == FAILURE and not streaked:
+                self._counters_locked().failures += 1
             self._keep_last_failure(outcome, failure, snapshot)
             self._store(snapshot)
             self._changed_locked(before, snapshot, now)
@@ -932,7 +939,6 @@ class CircuitBreaker:
             _release()
         if snapshot.generation != before.generation:
             self._announce(before, snapshot, reason, now)
-        return streaked
 
     def _keep_last_failure(
         self, outcome: str, failure: BaseException | None, snapshot: Snapshot
@@ -1051,11 +1057,9 @@ class CircuitBreaker:
             counters.slow += 1
         if outcome == NEUTRAL and permit >= 0:
             return outcome
-        streaked = self._record(
+        self._record(
             permit, outcome, exc, slow=slow, started=started, now=now if rules.clocked else None
         )
-        if outcome == FAILURE and not streaked:
-            counters.failures += 1
         return outcome
 
     def _failed_result(self, predicate: Callable[[Any], object], result: Any) -> bool:
