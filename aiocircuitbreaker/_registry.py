@@ -56,16 +56,25 @@ def _change_global(listener: Listener, added: Subscription | None) -> bool:
     return found
 
 
+def check_match(match: object) -> Match:
+    """Return ``match`` if it can select breakers (None, a glob, a predicate), else raise.
+
+    Raises:
+        TypeError: ``match`` is none of those.
+    """
+    if match is None or isinstance(match, str) or callable(match):
+        return match
+    msg = f"match must be None, a glob on breaker names or a predicate, got {match!r}"
+    raise TypeError(msg)
+
+
 def _matching(match: Match) -> list[CircuitBreaker]:
+    match = check_match(match)
     if match is None:
         return live()
     if isinstance(match, str):
         return [b for b in live() if b.name is not None and fnmatch.fnmatchcase(b.name, match)]
-    given: object = match  # checked as any object: callers may pass anything
-    if callable(given):
-        return [b for b in live() if given(b)]
-    msg = f"match must be None, a glob on breaker names or a predicate, got {given!r}"
-    raise TypeError(msg)
+    return [b for b in live() if match(b)]
 
 
 # Called with every new breaker (testing.force_state() with no breakers given forces new ones).

@@ -53,7 +53,7 @@ except ImportError as exc:
     raise ImportError(msg) from exc
 
 from . import __version__
-from ._registry import CircuitBreakerMonitor
+from ._registry import CircuitBreakerMonitor, check_match
 from ._state import FORCED_OPEN, OPEN, State
 
 if TYPE_CHECKING:
@@ -200,10 +200,7 @@ def instrument(
         TypeError: ``match`` is not None, a string or callable; ``prefix`` is not a string.
         ValueError: ``prefix`` is not lower-case dotted words, or is too long.
     """
-    given: object = match  # checked as any object: callers may pass anything
-    if given is not None and not isinstance(given, str) and not callable(given):
-        msg = f"match must be None, a glob on breaker names or a predicate, got {given!r}"
-        raise TypeError(msg)
+    check_match(match)
     _check_prefix(prefix)
     provider = metrics.get_meter_provider() if meter_provider is None else meter_provider
     meter = provider.get_meter(_METER_NAME, __version__)

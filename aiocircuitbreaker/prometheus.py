@@ -36,7 +36,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
-from ._registry import CircuitBreakerMonitor
+from ._registry import CircuitBreakerMonitor, check_match
 from ._state import State
 
 try:
@@ -162,10 +162,7 @@ class CircuitBreakerCollector(Collector):
         match: str | Callable[[CircuitBreaker], object] | None = None,
         prefix: str = "circuit_breaker",
     ) -> None:
-        given: object = match  # checked as any object: callers may pass anything
-        if given is not None and not isinstance(given, str) and not callable(given):
-            msg = f"match must be None, a glob on breaker names or a predicate, got {given!r}"
-            raise TypeError(msg)
+        check_match(match)
         given_prefix: object = prefix
         if not isinstance(given_prefix, str):
             msg = f"prefix must be a string, got {given_prefix!r} ({type(given_prefix).__name__})"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -14,6 +16,41 @@ from aiocircuitbreaker.testing import FakeClock
 
 class DependencyDown(OSError):
     """The expected failure used throughout the tests."""
+
+
+def make(clock: FakeClock, **options: Any) -> CircuitBreaker:
+    """Return a breaker on ``clock``: threshold 3, 30 s, DependencyDown, unless overridden."""
+    options.setdefault("failure_threshold", 3)
+    options.setdefault("recovery_timeout", 30)
+    options.setdefault("expected_exception", DependencyDown)
+    return CircuitBreaker(clock=clock, **options)
+
+
+async def echo(value: object) -> object:
+    """Return ``value``, or raise it if it is an exception."""
+    if isinstance(value, BaseException):
+        raise value
+    return value
+
+
+def run_in_threads(count: int, target: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``target`` in ``count`` threads at once, each with an event loop of its own."""
+    errors: list[BaseException] = []
+    start = threading.Barrier(count)
+
+    def worker() -> None:
+        try:
+            start.wait()
+            asyncio.run(target())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -13,7 +12,7 @@ import pytest
 from aiocircuitbreaker import CircuitBreaker, CircuitBreakerError, State
 from aiocircuitbreaker.testing import FakeClock
 
-from .conftest import DependencyDown
+from .conftest import DependencyDown, run_in_threads
 
 TASKS = 10_000
 
@@ -391,25 +390,6 @@ async def test_single_probe_and_cancellation_under_anyio(anyio_backend: str) -> 
     assert breaker.closed
 
 
-def _run_in_threads(count: int, target: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    errors: list[BaseException] = []
-    start = threading.Barrier(count)
-
-    def worker() -> None:
-        try:
-            start.wait()
-            asyncio.run(target())
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-
-
 def test_failure_counts_are_exact_across_threads() -> None:
     """Threads each running their own loop share a breaker; no failure is lost."""
     breaker = CircuitBreaker(failure_threshold=10**9, expected_exception=DependencyDown)
@@ -424,7 +404,7 @@ def test_failure_counts_are_exact_across_threads() -> None:
             with pytest.raises(DependencyDown):
                 await call()
 
-    _run_in_threads(8, fail_many)
+    run_in_threads(8, fail_many)
     assert breaker.failure_count == 16_000
 
 
@@ -453,7 +433,7 @@ def test_threshold_trips_exactly_once_across_threads() -> None:
                     rejected += 1
 
     threads = 4
-    _run_in_threads(threads, hammer)
+    run_in_threads(threads, hammer)
     assert breaker.opened
     # The trip happens at exactly 1,000 counted failures; each other thread may have had one
     # failure in flight at that moment (counted with the trip, or ignored as stale after it).
@@ -496,7 +476,7 @@ def test_single_probe_across_threads() -> None:
         await asyncio.gather(*(attempt() for _ in range(per_thread)))
 
     clock.advance(30)
-    _run_in_threads(threads, many)
+    run_in_threads(threads, many)
     assert entered == 1
     assert outcomes.count("ok") == 1
     assert outcomes.count("CircuitBreakerError") == threads * per_thread - 1

@@ -30,7 +30,8 @@ from aiocircuitbreaker import (
 )
 from aiocircuitbreaker.testing import FakeClock
 
-from .conftest import DependencyDown
+from . import conftest
+from .conftest import DependencyDown, echo
 
 pytestmark = pytest.mark.asyncio
 
@@ -42,15 +43,7 @@ FORCED_OPEN, DISABLED, METRICS_ONLY = State.FORCED_OPEN, State.DISABLED, State.M
 
 def make(clock: FakeClock, **options: Any) -> CircuitBreaker:
     options.setdefault("failure_threshold", 2)
-    options.setdefault("recovery_timeout", 30)
-    options.setdefault("expected_exception", DependencyDown)
-    return CircuitBreaker(clock=clock, **options)
-
-
-async def echo(value: object) -> object:
-    if isinstance(value, BaseException):
-        raise value
-    return value
+    return conftest.make(clock, **options)
 
 
 def fail(breaker: CircuitBreaker, times: int = 1) -> None:

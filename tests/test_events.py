@@ -29,18 +29,11 @@ from aiocircuitbreaker import (
 )
 from aiocircuitbreaker.testing import FakeClock
 
-from .conftest import DependencyDown
+from .conftest import DependencyDown, echo, make
 
 pytestmark = pytest.mark.asyncio
 
 Guard = Callable[[CircuitBreaker], Callable[[object], Any]]
-
-
-def make(clock: FakeClock, **options: Any) -> CircuitBreaker:
-    options.setdefault("failure_threshold", 3)
-    options.setdefault("recovery_timeout", 30)
-    options.setdefault("expected_exception", DependencyDown)
-    return CircuitBreaker(clock=clock, **options)
 
 
 class Recorder:
@@ -74,12 +67,6 @@ class SteppingClock(FakeClock):
         if self.after_read:
             self.after_read.pop(0)()
         return now
-
-
-async def echo(value: object) -> object:
-    if isinstance(value, BaseException):
-        raise value
-    return value
 
 
 def run_in_thread(target: Callable[[], None]) -> None:

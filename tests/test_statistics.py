@@ -8,8 +8,7 @@ import contextvars
 import dataclasses
 import math
 import sys
-import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -27,26 +26,13 @@ from aiocircuitbreaker import (
 )
 from aiocircuitbreaker.testing import FakeClock
 
-from .conftest import DependencyDown
+from .conftest import DependencyDown, echo, make, run_in_threads
 
 pytestmark = pytest.mark.asyncio
 
 Guard = Callable[[CircuitBreaker], Callable[[object], Any]]
 
 CLOSED, OPEN, HALF_OPEN = State.CLOSED, State.OPEN, State.HALF_OPEN
-
-
-def make(clock: FakeClock, **options: Any) -> CircuitBreaker:
-    options.setdefault("failure_threshold", 3)
-    options.setdefault("recovery_timeout", 30)
-    options.setdefault("expected_exception", DependencyDown)
-    return CircuitBreaker(clock=clock, **options)
-
-
-async def echo(value: object) -> object:
-    if isinstance(value, BaseException):
-        raise value
-    return value
 
 
 async def fail(call: Callable[[object], Any], times: int = 1) -> None:
@@ -525,26 +511,6 @@ async def test_totals_are_exact_with_10000_concurrent_tasks(clock: FakeClock) ->
     neutral = sum(isinstance(r, KeyError) for r in results)
     assert (failures, neutral) == (2_500, 1_000)
     assert breaker.statistics().total == CallCounts(successes=6_500, failures=2_500, neutral=1_000)
-
-
-def run_in_threads(count: int, target: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run ``target`` in ``count`` threads at once, each with an event loop of its own."""
-    errors: list[BaseException] = []
-    start = threading.Barrier(count)
-
-    def worker() -> None:
-        try:
-            start.wait()
-            asyncio.run(target())
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
 
 
 async def test_totals_across_threads_with_their_own_loops() -> None:
