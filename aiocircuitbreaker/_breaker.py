@@ -45,6 +45,7 @@ from ._events import (
     StateChanged,
     Subscription,
     deliver,
+    same_listener,
     subscription,
 )
 from ._policies import Backoff, HalfOpen, OpenDuration, RatePolicy, Tally
@@ -64,7 +65,7 @@ from ._state import (
     Snapshot,
     State,
 )
-from ._statistics import Counters, Statistics
+from ._statistics import Counters, Statistics, add_transition
 
 __all__ = ["CircuitBreaker"]
 
@@ -81,7 +82,9 @@ logger.addHandler(logging.NullHandler())
 # One lock for every breaker: critical sections are a few attribute reads and one assignment, so
 # contention is negligible, and a breaker costs no lock object. The hot paths (closed admission,
 # a success with no failures pending, an open rejection) read the snapshot without it.
-_lock = threading.Lock()
+# Re-entrant: user callables that run while it is held (open_duration, a trip rule, the clock,
+# a logging handler) may read breakers, or the monitor, from the same thread without deadlock.
+_lock = threading.RLock()
 # acquire()/release() in try/finally: `with _lock:` costs several times more per use here.
 _acquire = _lock.acquire
 _release = _lock.release
@@ -387,8 +390,9 @@ class CircuitBreaker:
             stored = self._snapshot
             # Lazy transitions due by now happened first: opening a breaker that reads
             # half-open is an opening, from half-open.
-            before = _state.catch_up(stored, now, rules)
-            steps = self._lazy_steps_locked(stored, before, now)
+            settled = _state.settle(stored, now, rules)
+            before = _state.end_open_period(settled, now)
+            steps = self._lazy_steps_locked(stored, settled, before, now)
             after = transition(before, now)
             self._store(after)
             if after.state is CLOSED and forget_last_failure:
@@ -417,7 +421,7 @@ class CircuitBreaker:
         try:
             counters = self._counters_locked()
             counters.subscriptions = (
-                *(s for s in counters.subscriptions if s.listener != listener),
+                *(s for s in counters.subscriptions if not same_listener(s.listener, listener)),
                 added,
             )
         finally:
@@ -433,7 +437,9 @@ class CircuitBreaker:
         _acquire()
         try:
             counters = self._counters_locked()
-            kept = tuple(s for s in counters.subscriptions if s.listener != listener)
+            kept = tuple(
+                s for s in counters.subscriptions if not same_listener(s.listener, listener)
+            )
             found = len(kept) != len(counters.subscriptions)
             counters.subscriptions = kept
         finally:
@@ -466,82 +472,68 @@ class CircuitBreaker:
     def statistics(self) -> Statistics:
         """Return what the breaker looks like now, and what it has counted, as one value.
 
-        Cheap enough for a health endpoint: no lock is held while it is built, and nothing is
-        computed per call that was counted.
+        A read, safe from any thread (a metrics exporter's, say): it changes nothing. Lazy
+        transitions that are due (an open period over, a probe out of time) are reported as
+        having happened when they became due, and made by the next call as usual.
         """
-        counters = self._get_counters()
         now = self._clock()
-        snapshot = self._catch_up(now)
-        state = snapshot.state
-        total = counters.counts(streak=_state.streak(snapshot))
+        rules = self._get_rules()
         _acquire()
         try:
-            # The window is read under the lock (calls record into it under the lock).
-            tally = self._snapshot.tally
+            counters = self._counters_locked()
+            stored = self._snapshot
+            settled = _state.settle(stored, now, rules)
+            due = _state.end_open_period(settled, now)
+            total = counters.counts(streak=_state.streak(stored))
+            base, changed_at = counters.base, counters.changed_at
+            openings, transitions = counters.openings, counters.transitions
+            tally = stored.tally
             if tally is None:
                 failure_rate, slow_call_rate = counters.last_rates
             else:
                 failure_rate, slow_call_rate = self._window_rates(tally, now)
+            last_failure = self._last_failure
         finally:
             _release()
+        for before, after in ((stored, settled), (settled, due)):
+            if after.generation != before.generation:
+                transitions = add_transition(transitions, before.state, after.state)
+                openings += after.state is OPEN
+                changed_at = self._changed_at(before, after, now)
+                base = total  # nothing has finished in a period that no call has seen yet
+        state = due.state
         if state is CLOSED or state is DISABLED or state is METRICS_ONLY:
             remaining = 0.0
         else:
-            remaining = snapshot.open_until - now
+            remaining = due.open_until - now
         return Statistics(
             name=self._name,
             state=state,
-            generation=snapshot.generation,
-            since_change=counters.since_change(total),
+            generation=due.generation,
+            since_change=total - base,
             total=total,
-            failure_count=_state.failure_count(snapshot),
+            failure_count=_state.failure_count(due),
             failure_rate=failure_rate,
             slow_call_rate=slow_call_rate,
-            time_in_state=max(0.0, now - counters.changed_at),
-            openings=counters.openings,
+            time_in_state=max(0.0, now - changed_at),
+            openings=openings,
             open_remaining=remaining,
-            last_failure=self._last_failure,
-            transitions=counters.transitions,
+            last_failure=last_failure,
+            transitions=transitions,
         )
 
-    def _catch_up(self, now: float) -> Snapshot:
-        """Apply the lazy transitions due by ``now`` (a probe out of time, an open period over).
-
-        ``statistics()`` does this so that the state it reports and the transitions, openings
-        and time in state it counts agree; the change is logged and reported as it would be
-        at the next call.
-        """
-        snapshot = self._snapshot
-        if snapshot.state is not HALF_OPEN and not (
-            snapshot.state is OPEN and now >= snapshot.open_until
-        ):
-            return snapshot
-        rules = self._get_rules()
-        _acquire()
-        try:
-            before = self._snapshot
-            after = _state.catch_up(before, now, rules)
-            self._store(after)
-            steps = self._lazy_steps_locked(before, after, now)
-        finally:
-            _release()
-        self._announce_steps(steps, now)
-        return after
-
     def _lazy_steps_locked(
-        self, before: Snapshot, after: Snapshot, now: float
+        self, before: Snapshot, settled: Snapshot, after: Snapshot, now: float
     ) -> list[tuple[Snapshot, Snapshot, str]]:
         """Count the lazy transitions from ``before`` to ``after`` one by one (lock held).
 
-        A probe that ran out of time re-opened the breaker, and that open period may be over
-        already: two changes, each counted (and later announced) on its own.
+        A probe that ran out of time re-opened the breaker (``settled``), and that open period
+        may be over already (``after``): two changes, each counted (and later announced) on its
+        own.
 
         Returns:
             ``(before, after, reason)`` of each change, for :meth:`_announce_steps`.
         """
-        if after.generation == before.generation:
-            return []
-        settled = _state.settle(before, now, self._get_rules())
         steps = []
         if settled.generation != before.generation:
             self._changed_locked(before, settled, now)
@@ -741,10 +733,11 @@ class CircuitBreaker:
         _acquire()
         try:
             before = self._snapshot
-            due = _state.catch_up(before, now, rules)
+            settled = _state.settle(before, now, rules)
+            due = _state.end_open_period(settled, now)
             snapshot, admitted = _state.admit(due, now, rules, permit)
             self._store(snapshot)
-            steps = self._lazy_steps_locked(before, due, now)
+            steps = self._lazy_steps_locked(before, settled, due, now)
             self._changed_locked(due, snapshot, now)
         finally:
             _release()
@@ -887,6 +880,7 @@ class CircuitBreaker:
         """
         rules = self._get_rules()
         streaked = counted
+        current = True  # whether the outcome belongs to the current period
         _acquire()
         try:
             before = snapshot = self._snapshot
@@ -895,7 +889,7 @@ class CircuitBreaker:
             reason = ""
             state = snapshot.state
             if permit < 0:
-                snapshot, reason = _probe_outcome(
+                snapshot, reason, current = _probe_outcome(
                     snapshot, permit, outcome, slow, now, rules, failure
                 )
             elif snapshot.generation != permit or (
@@ -932,7 +926,8 @@ class CircuitBreaker:
                 reason = f"{failures} consecutive failure{'' if failures == 1 else 's'}"
             if outcome == FAILURE and not streaked:
                 self._counters_locked().failures += 1
-            self._keep_last_failure(outcome, failure, snapshot)
+            if current:
+                self._keep_last_failure(outcome, failure, snapshot)
             self._store(snapshot)
             self._changed_locked(before, snapshot, now)
         finally:
@@ -952,21 +947,28 @@ class CircuitBreaker:
         """Start the statistics' new period if ``after`` is a new generation (lock held)."""
         if after.generation == before.generation:
             return
-        # Lazy transitions are dated when they became due, not when a call noticed them: an
-        # open period ends at its deadline, a probe that ran out of time failed at its expiry.
+        counters = self._counters_locked()
+        at = self._changed_at(before, after, now)
+        counters.changed(before.state, after.state, at, _state.streak(after))
+        if before.tally is not None:
+            # The window goes with the generation; its rates stay visible (those that tripped
+            # the breaker, typically) until a new window holds calls.
+            counters.last_rates = self._window_rates(before.tally, now)
+
+    def _changed_at(self, before: Snapshot, after: Snapshot, now: float) -> float:
+        """Return when the change from ``before`` to ``after``, found at ``now``, happened.
+
+        Lazy transitions are dated when they became due, not when a call noticed them: an open
+        period ends at its deadline, a probe that ran out of time failed at its expiry.
+        """
         at = now
         if before.state is OPEN and after.state is HALF_OPEN:
             at = before.open_until
         elif before.state is HALF_OPEN and after.state is OPEN and before.probes:
             limit = self._get_rules().half_open.max_duration
-            expiry = math.inf if limit is None else min(p[1] for p in before.probes) + limit
-            at = min(at, expiry)
-        counters = self._counters_locked()
-        counters.changed(before.state, after.state, min(at, now), _state.streak(after))
-        if before.tally is not None:
-            # The window goes with the generation; its rates stay visible (those that tripped
-            # the breaker, typically) until a new window holds calls.
-            counters.last_rates = self._window_rates(before.tally, now)
+            if limit is not None:
+                at = min(probe[1] for probe in before.probes) + limit
+        return min(at, now)
 
     def _window_rates(self, tally: Tally, now: float) -> tuple[float | None, float | None]:
         """Return the failure and slow-call rates of a policy's window (lock held)."""
@@ -1126,13 +1128,18 @@ def _probe_outcome(
     now: float,
     rules: Rules,
     failure: BaseException | None,
-) -> tuple[Snapshot, str]:
-    """Return the snapshot after a probe's outcome, and the reason should the state change."""
+) -> tuple[Snapshot, str, bool]:
+    """Return the snapshot after a probe's outcome, the reason, and whether it counted.
+
+    It did not count if it is not a probe of this half-open period, or one whose time had run
+    out; the reason is for a state change.
+    """
     settled = _state.settle(before, now, rules)
     after = _state.probe_finished(settled, permit, outcome, slow, now, rules, failure)
+    counted = after is not settled
     if settled is not before:
-        return after, "a probe ran out of time (HalfOpen.max_duration)"
-    return after, f"half-open probe {outcome}"
+        return after, "a probe ran out of time (HalfOpen.max_duration)", counted
+    return after, f"half-open probe {outcome}", counted
 
 
 async def _resolve(value: Any) -> Any:

@@ -172,6 +172,23 @@ def subscription(listener: object, types: Iterable[object]) -> Subscription:
     return Subscription(listener, kinds)
 
 
+def same_listener(registered: object, given: object) -> bool:
+    """Return whether ``given`` names the listener ``registered``.
+
+    That is the same object, or the same method of the same object (``obj.method`` makes a new
+    bound method on every access). Identity, not ``==``: two listeners that compare equal are
+    still two listeners.
+    """
+    if registered is given:
+        return True
+    return (
+        inspect.ismethod(registered)
+        and inspect.ismethod(given)
+        and registered.__self__ is given.__self__
+        and registered.__func__ is given.__func__
+    )
+
+
 # Tasks of async listeners still running: the event loop keeps only weak references to tasks.
 _running: set[Any] = set()
 

@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from ._events import Event, Listener, Subscription, subscription
+from ._events import Event, Listener, Subscription, same_listener, subscription
 from ._state import CLOSED, FORCED_OPEN, OPEN
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def _change_global(listener: Listener, added: Subscription | None) -> bool:
     """
     global _global, _global_calls  # noqa: PLW0603 - the registry's module state
     with _lock:
-        kept = tuple(s for s in _global if s.listener != listener)
+        kept = tuple(s for s in _global if not same_listener(s.listener, listener))
         found = len(kept) != len(_global)
         _global = kept if added is None else (*kept, added)
         _global_calls = tuple(s for s in _global if s.wants_calls)

@@ -193,7 +193,11 @@ def catch_up(snapshot: Snapshot, now: float, rules: Rules) -> Snapshot:
     That is :func:`settle`, and then an open breaker whose open period is over becomes
     half-open (with no probe running yet).
     """
-    snapshot = settle(snapshot, now, rules)
+    return end_open_period(settle(snapshot, now, rules), now)
+
+
+def end_open_period(snapshot: Snapshot, now: float) -> Snapshot:
+    """Return ``snapshot``, half-open (no probe running yet) if it is open past its deadline."""
     if snapshot.state is OPEN and now >= snapshot.open_until:
         return Snapshot(
             HALF_OPEN,

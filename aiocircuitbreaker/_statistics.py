@@ -48,6 +48,16 @@ class CallCounts:
         """Calls that ran and finished: successes, failures and neutral ones."""
         return self.successes + self.failures + self.neutral
 
+    def __sub__(self, other: CallCounts) -> CallCounts:
+        """Return the counts between ``other`` (taken earlier) and these."""
+        return CallCounts(
+            self.successes - other.successes,
+            self.failures - other.failures,
+            self.neutral - other.neutral,
+            self.rejected - other.rejected,
+            self.slow - other.slow,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Statistics:
@@ -91,6 +101,15 @@ class Statistics:
 
 
 _ZERO = CallCounts()
+
+Transitions = tuple[tuple[tuple[State, State], int], ...]
+
+
+def add_transition(transitions: Transitions, old: State, new: State) -> Transitions:
+    """Return ``transitions`` with one more change from ``old`` to ``new``."""
+    counts = dict(transitions)
+    counts[old, new] = counts.get((old, new), 0) + 1
+    return tuple(counts.items())
 
 
 class Counters:
@@ -169,19 +188,6 @@ class Counters:
         self.base = self.counts(streak)
         self.changed_at = at
         if old is not new:
-            counts = dict(self.transitions)
-            counts[old, new] = counts.get((old, new), 0) + 1
-            self.transitions = tuple(counts.items())
+            self.transitions = add_transition(self.transitions, old, new)
         if new is State.OPEN and old is not State.OPEN:
             self.openings += 1
-
-    def since_change(self, total: CallCounts) -> CallCounts:
-        """Return ``total`` minus the totals at the last change."""
-        base = self.base
-        return CallCounts(
-            total.successes - base.successes,
-            total.failures - base.failures,
-            total.neutral - base.neutral,
-            total.rejected - base.rejected,
-            total.slow - base.slow,
-        )

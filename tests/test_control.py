@@ -22,6 +22,8 @@ from aiocircuitbreaker import (
     CallSucceeded,
     CircuitBreaker,
     CircuitBreakerError,
+    CircuitBreakerMonitor,
+    Counts,
     CountWindow,
     Event,
     RatePolicy,
@@ -199,7 +201,11 @@ async def test_close_and_reset_from_any_state(clock: FakeClock, state: str, meth
     if before.state is CLOSED:
         assert changes.events == []
     else:
-        [change] = changes.events
+        # An open breaker past its deadline is half-open first (the lazy change, made now).
+        *lazy, change = changes.events
+        assert [(e.old_state, e.new_state) for e in lazy if isinstance(e, StateChanged)] == (
+            [(OPEN, HALF_OPEN)] if lazy else []
+        )
         assert isinstance(change, StateChanged)
         assert change.new_state is CLOSED
         assert change.reason == f"{method}()"
@@ -520,3 +526,57 @@ async def test_a_manual_change_during_an_admission_wins(
         successes=1 if change == "close" else 0, failures=2, rejected=0 if runs else 1
     )
     assert breaker.statistics().total == expected
+
+
+async def test_user_callables_may_read_breakers_while_a_transition_is_decided(
+    clock: FakeClock,
+) -> None:
+    """An open_duration or a trip rule that reads breakers (statistics, the monitor) works.
+
+    They run while the breaker decides its transition, under its lock, which is re-entrant.
+    """
+    seen: list[int] = []
+
+    def duration(openings: int, failure: BaseException | None) -> float:
+        seen.append(breaker.statistics().total.failures)
+        return 5.0
+
+    def trip(counts: Counts) -> bool:
+        seen.append(len(CircuitBreakerMonitor.statistics("control-reentrant*")))
+        return counts.failures >= 1
+
+    breaker = make(clock, failure_threshold=1, name="control-reentrant", open_duration=duration)
+    ruled = make(
+        clock,
+        name="control-reentrant-rule",
+        policy=RatePolicy(CountWindow(2), trip=trip, minimum_calls=1),
+    )
+    fail(breaker)
+    with pytest.raises(DependencyDown):
+        await ruled.call(echo, DependencyDown())
+    assert breaker.opened
+    assert ruled.opened
+    assert len(seen) == 2  # each ran once, reading breakers, and nothing deadlocked
+
+
+async def test_a_probe_of_an_earlier_period_leaves_last_failure_alone(clock: FakeClock) -> None:
+    """A half-open probe that finishes after close() changes neither the count nor last_failure."""
+    breaker = make(clock, failure_threshold=1)
+    fail(breaker)
+    clock.advance(30)
+    release = asyncio.Event()
+
+    async def probe() -> str:
+        await release.wait()
+        return "late"
+
+    task = asyncio.create_task(breaker.call(probe))
+    await asyncio.sleep(0)
+    breaker.close()
+    failure = DependencyDown("after close")
+    with pytest.raises(DependencyDown):
+        await breaker.call(echo, failure)
+    release.set()
+    assert await task == "late"
+    assert breaker.last_failure is failure
+    assert breaker.opened  # threshold 1: the failure after close() tripped it

@@ -288,10 +288,11 @@ async def test_half_open_is_reported_with_the_first_call_after_the_deadline(
     assert closed.reason == "half-open probe success"
 
 
-async def test_statistics_report_a_due_half_open_change_as_a_call_would(
+async def test_statistics_only_read_a_due_half_open_change(
     clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Reading statistics() of an open breaker past its deadline reports OPEN -> HALF_OPEN once."""
+    """statistics() of an open breaker past its deadline reads half-open, and reports nothing:
+    the next call makes the change and reports it (a read may come from any thread)."""
     caplog.set_level(logging.INFO, logger="aiocircuitbreaker")
     breaker = make(clock, failure_threshold=1, name="events-lazy-statistics")
     events = Recorder()
@@ -299,19 +300,17 @@ async def test_statistics_report_a_due_half_open_change_as_a_call_would(
     with pytest.raises(DependencyDown), breaker:
         raise DependencyDown
     clock.advance(40)
-    assert breaker.statistics().state is State.HALF_OPEN
-    assert breaker.statistics().state is State.HALF_OPEN  # reported once, not per read
-    assert events.changes() == [(State.CLOSED, State.OPEN), (State.OPEN, State.HALF_OPEN)]
-    change = events.of(StateChanged)[1]
-    assert change.time == 1040.0
-    assert change.reason == "the open period is over; admitting probes"
-    assert caplog.messages[-1] == (
-        "circuit breaker 'events-lazy-statistics' half-open: the open period is over; "
-        "admitting probes"
-    )
-    with breaker:  # the probe: no second half-open report
+    statistics = breaker.statistics()
+    assert statistics.state is State.HALF_OPEN
+    assert statistics.time_in_state == 10.0  # since the deadline
+    assert dict(statistics.transitions)[State.OPEN, State.HALF_OPEN] == 1
+    assert breaker.statistics() == statistics  # reading twice changes nothing
+    assert events.changes() == [(State.CLOSED, State.OPEN)]
+    assert "half-open" not in caplog.messages[-1]
+    with breaker:  # the probe makes the change, then closes
         pass
     assert events.changes()[1:] == [(State.OPEN, State.HALF_OPEN), (State.HALF_OPEN, State.CLOSED)]
+    assert dict(breaker.statistics().transitions)[State.OPEN, State.HALF_OPEN] == 1
 
 
 async def test_a_failed_probe_reports_the_reopening(clock: FakeClock, guard: Guard) -> None:
@@ -758,3 +757,30 @@ async def test_new_breakers_start_observed_under_a_global_listener(clock: FakeCl
         CircuitBreakerMonitor.remove_listener(heard)
     assert [e.breaker for e in heard.events if e.breaker is breaker] == [breaker]
     assert breaker._snapshot.fast
+
+
+async def test_listeners_are_told_apart_by_identity(clock: FakeClock) -> None:
+    """Two listeners that compare equal are two listeners; a bound method is found again."""
+
+    @dataclasses.dataclass
+    class Tally:
+        seen: int = 0
+
+        def __call__(self, event: Event) -> None:
+            self.seen += 1
+
+        def method(self, event: Event) -> None:
+            self.seen += 1
+
+    first, second = Tally(), Tally()
+    assert first == second
+    breaker = make(clock, name="events-identity")
+    breaker.add_listener(first)
+    breaker.add_listener(second)
+    breaker.add_listener(first.method)
+    assert await breaker.call(echo, "ok") == "ok"
+    assert (first.seen, second.seen) == (2, 1)
+    breaker.remove_listener(first.method)  # a new bound method object, the same listener
+    breaker.remove_listener(second)
+    assert await breaker.call(echo, "ok") == "ok"
+    assert (first.seen, second.seen) == (3, 1)

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import contextvars
 import dataclasses
+import itertools
 import math
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -619,3 +621,43 @@ async def test_a_probe_out_of_time_reopens_as_of_its_expiry(clock: FakeClock) ->
     assert statistics.state is OPEN
     assert statistics.openings == 2
     assert statistics.time_in_state == 1.0
+
+
+async def test_totals_never_go_back_while_another_thread_counts() -> None:
+    """statistics() read from one thread while another fails and succeeds sees totals only grow.
+
+    (Monotonic totals are what Prometheus and OpenTelemetry counters need.)
+    """
+    breaker = CircuitBreaker(failure_threshold=10**9, name="statistics-monotonic")
+    rounds = 3_000
+
+    @breaker
+    async def fail() -> None:
+        raise DependencyDown
+
+    @breaker
+    async def succeed() -> None:
+        return None
+
+    async def work() -> None:
+        for _ in range(rounds):
+            for _ in range(2):
+                with contextlib.suppress(DependencyDown):
+                    await fail()
+            await succeed()
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        worker = threading.Thread(target=asyncio.run, args=(work(),))
+        worker.start()
+        seen: list[CallCounts] = []
+        while worker.is_alive():
+            seen.append(breaker.statistics().total)
+        worker.join()
+    finally:
+        sys.setswitchinterval(switch)
+    for earlier, later in itertools.pairwise(seen):
+        assert later.failures >= earlier.failures
+        assert later.successes >= earlier.successes
+    assert breaker.statistics().total == CallCounts(successes=rounds, failures=2 * rounds)
