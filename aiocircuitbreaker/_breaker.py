@@ -49,7 +49,7 @@ from ._events import (
     subscription,
 )
 from ._policies import Backoff, HalfOpen, OpenDuration, RatePolicy, Tally
-from ._registry import global_subscriptions, track
+from ._registry import created, global_subscriptions, track
 from ._state import (
     CLOSED,
     DISABLED,
@@ -104,7 +104,6 @@ NO_RESULT: Any = object()  # what a `with` block or an async generator "returns"
 # never be mistaken for a closed generation (>= 0) or for _REJECTED.
 _probe_permits = itertools.count(-2, -1)
 _DEFAULT_HALF_OPEN = HalfOpen()
-_OBSERVED = replace(INITIAL, observed=True)  # the first snapshot when global listeners exist
 
 
 class CircuitBreaker:
@@ -215,16 +214,18 @@ class CircuitBreaker:
             self._rules = _build_rules(
                 self, policy, failure_result, half_open, open_duration, predicate
             )
-        self._listeners = global_subscriptions(calls_only=True)
-        if self._listeners:
-            self._snapshot = _OBSERVED
+        self._listeners = ()
         given: object = listeners  # checked as any object: callers may pass anything
         if isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
             msg = f"listeners must be an iterable of callables, got {given!r}"
             raise TypeError(msg)
+        # Registered before the global listeners are read: one added meanwhile reaches it.
+        track(self)
         for listener in listeners:
             self.add_listener(listener)
-        track(self)
+        if global_subscriptions(calls_only=True):
+            self._refresh_listeners()
+        created(self)
 
     # -- decorating --------------------------------------------------------------------------
 
@@ -378,10 +379,12 @@ class CircuitBreaker:
         reason: str,
         *,
         forget_last_failure: bool = True,
+        quiet: bool = False,
     ) -> None:
         """Apply a transition by hand, under the lock; then log it and tell the listeners.
 
         A change by hand has no failure behind it: its StateChanged carries no exception.
+        ``quiet`` changes the state without a word (``testing.passthrough()``).
         """
         now = self._clock()
         rules = self._get_rules()
@@ -400,9 +403,19 @@ class CircuitBreaker:
             self._changed_locked(before, after, now)
         finally:
             _release()
+        if quiet:
+            return
         self._announce_steps(steps, now)
         if after.state is not before.state:
             self._announce(before, after, reason, now, manual=True)
+        elif after.state is OPEN:
+            # open() of an open breaker: the state stays, the open period starts again.
+            logger.warning(
+                "circuit breaker %r opened again: %s; rejecting calls for %.3f s",
+                self._name,
+                reason,
+                after.open_until - now,
+            )
 
     # -- listeners and statistics ------------------------------------------------------------
 

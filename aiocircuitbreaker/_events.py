@@ -24,6 +24,7 @@ import asyncio
 import inspect
 import logging
 import sys
+import types
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -181,13 +182,16 @@ def same_listener(registered: object, given: object) -> bool:
     """
     if registered is given:
         return True
+    # Bound methods (of Python classes, or built-in ones such as list.append) compare their
+    # object by identity and their function: equal means the same method of the same object.
     return (
-        inspect.ismethod(registered)
-        and inspect.ismethod(given)
-        and registered.__self__ is given.__self__
-        and registered.__func__ is given.__func__
+        isinstance(registered, _METHODS)
+        and type(registered) is type(given)
+        and (registered == given)
     )
 
+
+_METHODS = (types.MethodType, types.BuiltinMethodType)
 
 # Tasks of async listeners still running: the event loop keeps only weak references to tasks.
 _running: set[Any] = set()

@@ -89,6 +89,10 @@ def track(breaker: CircuitBreaker) -> None:
         if len(_refs) >= _prune_at:
             _refs[:] = [ref for ref in _refs if ref() is not None]
             _prune_at = max(64, 2 * len(_refs))
+
+
+def created(breaker: CircuitBreaker) -> None:
+    """Run the creation hooks on a new breaker (called last by the breaker's constructor)."""
     for hook in _creation_hooks:
         hook(breaker)
 

@@ -71,13 +71,20 @@ def force_state(state: State | str, *breakers: CircuitBreaker) -> Iterator[list[
     Raises:
         ValueError: ``state`` is not a State (or a State's value).
     """
-    target = _parse_state(state)
+    with _forcing(_parse_state(state), breakers, quiet=False) as forced:
+        yield forced
+
+
+@contextmanager
+def _forcing(
+    target: State, breakers: tuple[CircuitBreaker, ...], *, quiet: bool
+) -> Iterator[list[CircuitBreaker]]:
     # Weakly held: a breaker dropped inside the block (one made per request, under a
     # session-wide passthrough()) is freed, and is simply not restored.
     saved: weakref.WeakKeyDictionary[CircuitBreaker, _Saved] = weakref.WeakKeyDictionary()
 
     def force(breaker: CircuitBreaker) -> None:
-        saved[breaker] = _force(breaker, target)
+        saved[breaker] = _force(breaker, target, quiet=quiet)
 
     for breaker in breakers or _registry.live():
         force(breaker)
@@ -89,14 +96,15 @@ def force_state(state: State | str, *breakers: CircuitBreaker) -> Iterator[list[
         if not breakers:
             _registry.remove_creation_hook(force)
         for breaker, before in reversed(list(saved.items())):
-            _restore(breaker, before, target)
+            _restore(breaker, before, target, quiet=quiet)
 
 
 @contextmanager
 def passthrough() -> Iterator[None]:
     """Make every breaker, present and future, let every call through inside the block.
 
-    Breakers are disabled: nothing is rejected, counted or reported. For a whole pytest session,
+    Breakers are disabled: nothing is rejected, counted, logged or reported to listeners (not
+    even the switch itself). For a whole pytest session,
     use it in a session-scoped autouse fixture::
 
         @pytest.fixture(autouse=True, scope="session")
@@ -104,7 +112,7 @@ def passthrough() -> Iterator[None]:
             with passthrough():
                 yield
     """
-    with force_state(State.DISABLED):
+    with _forcing(State.DISABLED, (), quiet=True):
         yield
 
 
@@ -122,7 +130,7 @@ class _Saved(NamedTuple):
     last_failure: BaseException | None
 
 
-def _force(breaker: CircuitBreaker, target: State) -> _Saved:
+def _force(breaker: CircuitBreaker, target: State, *, quiet: bool) -> _Saved:
     """Put ``breaker`` in ``target``; return what it had."""
     saved: list[_Saved] = []
 
@@ -155,11 +163,11 @@ def _force(breaker: CircuitBreaker, target: State) -> _Saved:
             )
         return _state.close(snapshot)
 
-    breaker._change(transition, f"testing.force_state({target.value!r})")
+    breaker._change(transition, f"testing.force_state({target.value!r})", quiet=quiet)
     return saved[0]
 
 
-def _restore(breaker: CircuitBreaker, before: _Saved, target: State) -> None:
+def _restore(breaker: CircuitBreaker, before: _Saved, target: State, *, quiet: bool) -> None:
     """Give ``breaker`` back the state (and last failure) it had before it was forced."""
     saved = before.snapshot
 
@@ -188,4 +196,5 @@ def _restore(breaker: CircuitBreaker, before: _Saved, target: State) -> None:
         transition,
         f"the end of testing.force_state({target.value!r})",
         forget_last_failure=False,
+        quiet=quiet,
     )

@@ -580,3 +580,18 @@ async def test_a_probe_of_an_earlier_period_leaves_last_failure_alone(clock: Fak
     assert await task == "late"
     assert breaker.last_failure is failure
     assert breaker.opened  # threshold 1: the failure after close() tripped it
+
+
+async def test_opening_an_open_breaker_again_is_logged(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """open() of an open breaker starts its period again, and says so (the state stays)."""
+    caplog.set_level(logging.INFO, logger="aiocircuitbreaker")
+    breaker = make(clock, failure_threshold=1, name="control-again")
+    fail(breaker)
+    clock.advance(20)
+    breaker.open()
+    assert breaker.open_remaining == 30.0
+    assert caplog.messages[-1] == (
+        "circuit breaker 'control-again' opened again: open(); rejecting calls for 30.000 s"
+    )

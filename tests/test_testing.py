@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import gc
+import logging
 from typing import Any
 
 import pytest
@@ -268,3 +269,21 @@ def test_passthrough_does_not_keep_breakers_alive() -> None:
             CircuitBreaker(name="testing-per-request")
         gc.collect()
         assert len(CircuitBreakerMonitor.get_circuits()) == before
+
+
+def test_passthrough_says_nothing(clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    """passthrough() switches breakers silently: no log record, no event, on entry or exit."""
+    caplog.set_level(logging.DEBUG, logger="aiocircuitbreaker")
+    events: list[object] = []
+    CircuitBreakerMonitor.add_listener(events.append)
+    try:
+        breaker = make(clock, "testing-quiet")
+        with passthrough():
+            made_inside = make(clock, "testing-quiet-new")
+            assert made_inside.state is State.DISABLED
+            assert breaker.state is State.DISABLED
+        assert breaker.state is State.CLOSED
+    finally:
+        CircuitBreakerMonitor.remove_listener(events.append)
+    assert events == []
+    assert caplog.records == []
