@@ -46,7 +46,8 @@ class State(str, enum.Enum):
     """The states of a circuit breaker.
 
     ``CLOSED``, ``OPEN`` and ``HALF_OPEN`` are the state machine's own. The other three are
-    modes an operator sets by hand, and only leaves by ``close()`` or ``reset()``:
+    modes an operator sets by hand, kept until the next change by hand (``close()`` to go
+    back to normal):
     ``FORCED_OPEN`` rejects every call and ignores the recovery timeout; ``DISABLED`` lets every
     call through and records nothing; ``METRICS_ONLY`` lets every call through and records it
     (statistics, events, failure counts) but never trips.
