@@ -590,6 +590,10 @@ class CircuitBreaker:
         """
         before = self._snapshot
         self._snapshot = snapshot
+        if snapshot.generation != before.generation:
+            rules = self._rules
+            if rules is not None and isinstance(rules.open_duration, _AgreedDuration):
+                rules.open_duration.answers.clear()  # that opening is decided now
         counters = self._counters_locked()
         counters.dirty = snapshot.failures is not None or snapshot.state is not CLOSED
         if before.failures is not None and snapshot.failures is not before.failures:
@@ -1183,6 +1187,32 @@ class _FixedDuration:
         return self.seconds
 
 
+class _AgreedDuration:
+    """Ask an open duration once per opening, however often that opening is looked at.
+
+    An opening that is due but not stored yet (a half-open probe past ``max_duration``) is
+    computed by every read of ``state`` or ``open_remaining`` and again when a call stores it:
+    with jitter, or a function with side effects, those must agree. The answers are kept until
+    the breaker stores its next generation (:meth:`CircuitBreaker._store` clears them).
+    """
+
+    __slots__ = ("answers", "function")
+
+    def __init__(self, function: Callable[[int, BaseException | None], float]) -> None:
+        self.function = function
+        # (openings, id(failure)) -> (failure, seconds): keyed by identity (an exception class
+        # may define __eq__ and be unhashable), and holding the failure so that its id is not
+        # reused while the answer is kept.
+        self.answers: dict[tuple[int, int], tuple[BaseException | None, float]] = {}
+
+    def __call__(self, openings: int, failure: BaseException | None) -> float:
+        key = (openings, id(failure))
+        answer = self.answers.get(key)
+        if answer is None:
+            answer = self.answers[key] = (failure, self.function(openings, failure))
+        return answer[1]
+
+
 class _CheckedDuration:
     """Call a user's open_duration; a fault or a bad value falls back to recovery_timeout."""
 
@@ -1237,9 +1267,11 @@ def _build_rules(
     if open_duration is None:
         duration = _FixedDuration(breaker._recovery_timeout)
     elif isinstance(open_duration, Backoff):
-        duration = open_duration
+        duration = _AgreedDuration(open_duration)
     else:
-        duration = _CheckedDuration(open_duration, breaker._recovery_timeout, breaker._name)
+        duration = _AgreedDuration(
+            _CheckedDuration(open_duration, breaker._recovery_timeout, breaker._name)
+        )
     slow = None if policy is None else policy.slow_call_duration
     return Rules(
         breaker._failure_threshold,

@@ -617,3 +617,61 @@ async def test_result_predicate_is_asked_once_per_call(clock: FakeClock) -> None
         assert await call(value) == value
     assert asked == ["good", "good", "bad", "good"]
     assert call.circuit_breaker.failure_count == 0  # type: ignore[attr-defined]
+
+
+async def test_an_opening_seen_before_it_is_stored_is_asked_for_once(clock: FakeClock) -> None:
+    """A probe out of time reopens the breaker: reads and the call that stores it all see one
+    open duration, asked for once (a jittered Backoff does not move between reads)."""
+    asked: list[int] = []
+    jittered = Backoff(10, jitter=0.5)
+
+    def duration(openings: int, failure: BaseException | None) -> float:
+        asked.append(openings)
+        return jittered(openings, failure)
+
+    breaker = CircuitBreaker(
+        failure_threshold=1,
+        clock=clock,
+        open_duration=duration,
+        half_open=HalfOpen(max_duration=1),
+    )
+    with pytest.raises(DependencyDown), breaker:
+        raise DependencyDown
+    assert asked == [1]
+    clock.advance(30)
+    release = asyncio.Event()
+
+    async def hang() -> None:
+        await release.wait()
+
+    probe = asyncio.create_task(breaker.call(hang))
+    await asyncio.sleep(0)
+    clock.advance(2)  # the probe ran out of time 1 s ago: a second opening, not stored yet
+    seen = {breaker.open_remaining for _ in range(5)}
+    assert breaker.state is State.OPEN
+    assert len(seen) == 1
+    assert asked == [1, 2]
+    (remaining,) = seen
+    assert breaker.statistics().open_remaining == remaining
+    with pytest.raises(CircuitBreakerError) as rejected:
+        await breaker.call(hang)  # this admission stores the opening, with the same deadline
+    assert rejected.value.open_remaining == remaining
+    assert asked == [1, 2]
+    release.set()
+    await probe
+
+
+async def test_an_unhashable_failure_still_gets_its_open_duration(clock: FakeClock) -> None:
+    """An exception class that defines __eq__ (and so is unhashable) opens the breaker as usual."""
+
+    class Unhashable(DependencyDown):  # noqa: PLW1641 - unhashable on purpose
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Unhashable)
+
+    breaker = CircuitBreaker(
+        failure_threshold=1, clock=clock, open_duration=lambda openings, failure: 7.0
+    )
+    with pytest.raises(Unhashable), breaker:
+        raise Unhashable
+    assert breaker.opened
+    assert breaker.open_remaining == 7.0
