@@ -390,12 +390,9 @@ class CircuitBreaker:
         rules = self._get_rules()
         _acquire()
         try:
-            stored = self._snapshot
             # Lazy transitions due by now happened first: opening a breaker that reads
             # half-open is an opening, from half-open.
-            settled = _state.settle(stored, now, rules)
-            before = _state.end_open_period(settled, now)
-            steps = self._lazy_steps_locked(stored, settled, before, now)
+            before, steps = self._catch_up_locked(now, rules)
             after = transition(before, now)
             self._store(after)
             if after.state is CLOSED and forget_last_failure:
@@ -535,18 +532,19 @@ class CircuitBreaker:
             transitions=transitions,
         )
 
-    def _lazy_steps_locked(
-        self, before: Snapshot, settled: Snapshot, after: Snapshot, now: float
-    ) -> list[tuple[Snapshot, Snapshot, str]]:
-        """Count the lazy transitions from ``before`` to ``after`` one by one (lock held).
+    def _catch_up_locked(
+        self, now: float, rules: Rules
+    ) -> tuple[Snapshot, list[tuple[Snapshot, Snapshot, str]]]:
+        """Return the stored snapshot with the lazy transitions due by ``now``, and those steps.
 
-        A probe that ran out of time re-opened the breaker (``settled``), and that open period
-        may be over already (``after``): two changes, each counted (and later announced) on its
-        own.
-
-        Returns:
-            ``(before, after, reason)`` of each change, for :meth:`_announce_steps`.
+        The lock is held; the caller stores a snapshot derived from the one returned. A probe
+        that ran out of time re-opened the breaker (``settled``), and that open period may be
+        over already (``after``): two changes, each counted here (and announced later by
+        :meth:`_announce_steps`) on its own.
         """
+        before = self._snapshot
+        settled = _state.settle(before, now, rules)
+        after = _state.end_open_period(settled, now)
         steps = []
         if settled.generation != before.generation:
             self._changed_locked(before, settled, now)
@@ -554,7 +552,7 @@ class CircuitBreaker:
         if after.generation != settled.generation:
             self._changed_locked(settled, after, now)
             steps.append((settled, after, "the open period is over; admitting probes"))
-        return steps
+        return after, steps
 
     def _announce_steps(self, steps: list[tuple[Snapshot, Snapshot, str]], now: float) -> None:
         for before, after, reason in steps:
@@ -749,12 +747,9 @@ class CircuitBreaker:
         rules = self._get_rules()
         _acquire()
         try:
-            before = self._snapshot
-            settled = _state.settle(before, now, rules)
-            due = _state.end_open_period(settled, now)
+            due, steps = self._catch_up_locked(now, rules)
             snapshot, admitted = _state.admit(due, now, rules, permit)
             self._store(snapshot)
-            steps = self._lazy_steps_locked(before, settled, due, now)
             self._changed_locked(due, snapshot, now)
         finally:
             _release()

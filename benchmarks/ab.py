@@ -33,31 +33,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from overhead import Boom, fail, loop_ok, ok  # noqa: E402 - the same stand-ins
+
 import aiocircuitbreaker as new  # noqa: E402 - after the path is set
 
 
-class Boom(Exception):  # noqa: N818 - the benchmark's stand-in failure
-    """The expected failure."""
-
-
-async def ok() -> int:
-    return 1
-
-
-async def fail() -> int:
-    raise Boom
-
-
-async def loop_ok(fn: Callable[[], Awaitable[Any]], n: int) -> None:
-    for _ in range(n):
-        await fn()
-
-
 async def loop_catch(fn: Callable[[], Awaitable[Any]], n: int) -> None:
+    """Like overhead.py's, but catching either version's CircuitBreakerError (two classes)."""
     for _ in range(n):
         try:
             await fn()
-        except Exception:  # noqa: BLE001 - Boom or the rejection: the path being measured
+        except Exception:  # noqa: BLE001 - Boom or a rejection: the path being measured
             pass
 
 
