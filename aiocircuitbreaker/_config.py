@@ -9,6 +9,7 @@ from typing import Any
 
 __all__ = [
     "ExpectedException",
+    "ExpectedExceptionError",
     "FailurePredicate",
     "check_count",
     "check_seconds",
@@ -75,6 +76,14 @@ def validate_recovery_timeout(value: object) -> float:
     return check_seconds("recovery_timeout", value)
 
 
+class ExpectedExceptionError(TypeError, ValueError):
+    """``expected_exception`` is not something that can say what a failure is.
+
+    Both a ``TypeError`` (the kind of value is wrong) and a ``ValueError``, which is what
+    ``circuitbreaker`` 2.x raised for it: code written to catch either keeps working.
+    """
+
+
 def _exception_class(value: object) -> type[Exception]:
     if isinstance(value, type) and issubclass(value, Exception):
         return value
@@ -85,11 +94,17 @@ def _exception_class(value: object) -> type[Exception]:
             "count as failures"
         )
         raise ValueError(msg)  # noqa: TRY004 - the right kind of value, outside what is allowed
+    if isinstance(value, type):
+        msg = (
+            f"expected_exception does not look like a predicate, an exception class or an "
+            f"iterable of them: {value!r} is a class that is not an exception class"
+        )
+        raise ExpectedExceptionError(msg)
     msg = (
         "expected_exception must be an exception class, an iterable of exception classes or a "
         f"predicate (exc_type, exc_value) -> bool, got {value!r} ({type(value).__name__})"
     )
-    raise TypeError(msg)
+    raise ExpectedExceptionError(msg)
 
 
 def validate_expected_exception(
@@ -99,13 +114,16 @@ def validate_expected_exception(
 
     ``classes`` is an exception class or a tuple of them, ready for ``isinstance()``; it is the
     empty tuple when ``value`` is a predicate, which is returned as ``predicate``.
+
+    Raises:
+        ExpectedExceptionError: ``value`` is of a kind that cannot say what a failure is.
+        ValueError: ``value`` is empty, or lists a BaseException that is not an Exception.
     """
-    if isinstance(value, str):
+    if isinstance(value, (str, bytes, bytearray)):
         msg = (
-            f"expected_exception must be an exception class, not the string {value!r}; "
-            "to name the breaker, pass name="
+            f"expected_exception cannot be a string: got {value!r}; to name the breaker, pass name="
         )
-        raise TypeError(msg)
+        raise ExpectedExceptionError(msg)
     if isinstance(value, type):
         return _exception_class(value), None
     if isinstance(value, Iterable):

@@ -2,32 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from ._breaker import CircuitBreaker
 from ._config import ExpectedException
 from ._events import Listener
 from ._policies import Backoff, HalfOpen, OpenDuration, RatePolicy
+from ._storage import Storage
+from .typing import Guarded
 
 __all__ = ["circuit"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-T = TypeVar("T")
 B = TypeVar("B", bound=CircuitBreaker)
+_UNSET: Any = object()
 
 
 @overload
-def circuit(
-    failure_threshold: Callable[P, Coroutine[Any, Any, R]],
-) -> Callable[P, Coroutine[Any, Any, R]]: ...
-@overload
-def circuit(failure_threshold: Callable[P, AsyncIterator[T]]) -> Callable[P, AsyncIterator[T]]: ...
-@overload
-def circuit(
-    failure_threshold: Callable[P, Awaitable[R]],
-) -> Callable[P, Coroutine[Any, Any, R]]: ...
+def circuit(failure_threshold: Callable[P, R]) -> Guarded[P, R]: ...
 @overload
 def circuit(
     failure_threshold: int | None = None,
@@ -43,6 +37,7 @@ def circuit(
     half_open: HalfOpen | None = None,
     open_duration: Backoff | OpenDuration | None = None,
     listeners: Iterable[Listener] = (),
+    storage: Storage | None = None,
 ) -> B: ...
 @overload
 def circuit(
@@ -59,48 +54,54 @@ def circuit(
     half_open: HalfOpen | None = None,
     open_duration: Backoff | OpenDuration | None = None,
     listeners: Iterable[Listener] = (),
+    storage: Storage | None = None,
 ) -> CircuitBreaker: ...
 def circuit(
     failure_threshold: Any = None,
-    recovery_timeout: float | None = None,
-    expected_exception: ExpectedException | None = None,
-    name: str | None = None,
-    fallback_function: Callable[..., Any] | None = None,
+    recovery_timeout: Any = None,
+    expected_exception: Any = None,
+    name: Any = None,
+    fallback_function: Any = None,
     cls: type[CircuitBreaker] = CircuitBreaker,
     *,
-    clock: Callable[[], float] | None = None,
-    policy: RatePolicy | None = None,
-    failure_result: Callable[[Any], object] | None = None,
-    half_open: HalfOpen | None = None,
-    open_duration: Backoff | OpenDuration | None = None,
-    listeners: Iterable[Listener] = (),
+    clock: Any = _UNSET,
+    policy: Any = _UNSET,
+    failure_result: Any = _UNSET,
+    half_open: Any = _UNSET,
+    open_duration: Any = _UNSET,
+    listeners: Any = _UNSET,
+    storage: Any = _UNSET,
 ) -> Any:
-    """Guard an async function with a new circuit breaker.
+    """Guard a function with a new circuit breaker, sync or async.
 
     Use it bare (``@circuit``) for the defaults, or called (``@circuit(...)``) with options; the
     options are those of :class:`CircuitBreaker`, plus ``cls`` to build a subclass instead.
     Called with options, it returns the breaker, which decorates the function next.
+
+    Only the options given reach ``cls``, so a subclass whose ``__init__`` takes just the five
+    options of 2.x works.
     """
+    options = {
+        key: value
+        for key, value in (
+            ("clock", clock),
+            ("policy", policy),
+            ("failure_result", failure_result),
+            ("half_open", half_open),
+            ("open_duration", open_duration),
+            ("listeners", listeners),
+            ("storage", storage),
+        )
+        if value is not _UNSET
+    }
     if callable(failure_threshold):
         # Bare @circuit: the first positional argument is the decorated function.
-        return cls(
-            clock=clock,
-            policy=policy,
-            failure_result=failure_result,
-            half_open=half_open,
-            open_duration=open_duration,
-            listeners=listeners,
-        ).decorate(failure_threshold)
+        return cls(**options).decorate(failure_threshold)
     return cls(
         failure_threshold=failure_threshold,
         recovery_timeout=recovery_timeout,
         expected_exception=expected_exception,
         name=name,
         fallback_function=fallback_function,
-        clock=clock,
-        policy=policy,
-        failure_result=failure_result,
-        half_open=half_open,
-        open_duration=open_duration,
-        listeners=listeners,
+        **options,
     )

@@ -17,7 +17,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from ._state import CLOSED, failure_count
+from ._engine import describe
 
 if TYPE_CHECKING:
     from ._breaker import CircuitBreaker
@@ -63,16 +63,10 @@ class CircuitBreakerError(Exception):
         # BaseException.__new__ has stored every argument in self.args; keep only the message
         # arguments, as super().__init__(*args) would (but cheaper).
         self.args = args
-        snapshot = circuit_breaker._snapshot
         self.circuit_breaker = circuit_breaker
-        self.name = circuit_breaker._name
-        self.last_failure = circuit_breaker._last_failure
-        if snapshot.state is CLOSED:  # only when raised by hand: the breaker rejects nothing
-            self.failure_count = failure_count(snapshot)
-            self.open_remaining = 0.0
-        else:
-            self.failure_count = snapshot.tripped_failures
-            self.open_remaining = snapshot.open_until - circuit_breaker._clock()
+        self.name, self.failure_count, self.open_remaining, self.last_failure = describe(
+            circuit_breaker
+        )
         self._raised_at = _wall_clock()
 
     @property
@@ -81,11 +75,11 @@ class CircuitBreakerError(Exception):
 
         ``datetime.max`` (UTC) when it was forced open: it admits none until released.
         """
-        if math.isinf(self.open_remaining):
+        raised = datetime.fromtimestamp(self._raised_at, timezone.utc)
+        try:
+            return raised + timedelta(seconds=self.open_remaining)
+        except OverflowError:  # beyond what a datetime holds (or forced open: infinite)
             return datetime.max.replace(tzinfo=timezone.utc)
-        return datetime.fromtimestamp(self._raised_at, timezone.utc) + timedelta(
-            seconds=self.open_remaining
-        )
 
     def __str__(self) -> str:
         if math.isinf(self.open_remaining):
@@ -106,6 +100,7 @@ class CircuitBreakerError(Exception):
             "last_failure": self.last_failure,
             "open_remaining": self.open_remaining,
             "_raised_at": self._raised_at,
+            **getattr(self, "__dict__", {}),  # __notes__, and anything else set on it
         }
         return (_unpickle, (type(self), self.args, state))
 

@@ -15,21 +15,25 @@ event loop and never awaited by the guarded call. Whatever a listener raises is 
 ``aiocircuitbreaker`` logger and swallowed: a listener can never change a call's outcome.
 
 Listeners are called outside the breaker's lock, so they may read the breaker or call
-``open()`` / ``close()`` on it.
+``open()`` / ``close()`` on it. Events reach every listener in the order they happened: an event
+raised by a listener (it changed a breaker) waits until the event being delivered has reached
+every listener.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import logging
 import sys
+import threading
 import types
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from ._state import State
+from ._core import State
 
 if TYPE_CHECKING:
     from ._breaker import CircuitBreaker
@@ -197,8 +201,32 @@ _METHODS = (types.MethodType, types.BuiltinMethodType)
 _running: set[Any] = set()
 
 
+# Events waiting for the one being delivered in this thread to reach every listener.
+_delivering = threading.local()
+
+
 def deliver(subscriptions: tuple[Subscription, ...], event: Event) -> None:
-    """Hand ``event`` to every subscription that wants it; never raise."""
+    """Hand ``event`` to every subscription that wants it, in order; never raise an Exception.
+
+    An event delivered from inside a listener (in the same thread) is queued, and delivered
+    once the current one has reached every listener: each listener sees events in the order
+    they happened.
+    """
+    queue: collections.deque[tuple[tuple[Subscription, ...], Event]] | None = getattr(
+        _delivering, "queue", None
+    )
+    if queue is not None:
+        queue.append((subscriptions, event))
+        return
+    queue = _delivering.queue = collections.deque([(subscriptions, event)])
+    try:
+        while queue:
+            _deliver_now(*queue.popleft())
+    finally:
+        _delivering.queue = None
+
+
+def _deliver_now(subscriptions: tuple[Subscription, ...], event: Event) -> None:
     kind = type(event)
     for subscribed in subscriptions:
         if kind not in subscribed.kinds:

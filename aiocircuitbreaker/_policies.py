@@ -8,7 +8,6 @@ make the decisions, as pure functions of the counts.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import random
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from numbers import Real
 
 from ._config import check_count, check_seconds
-from ._windows import CountWindow, TimeWindow, Window, WindowCounts
+from ._windows import CountWindow, TimeWindow, WindowCounts
 
 __all__ = ["Backoff", "Counts", "HalfOpen", "OpenDuration", "RatePolicy"]
 
@@ -234,57 +233,3 @@ class Backoff:
 
 
 OpenDuration = Callable[[int, "BaseException | None"], float]
-
-
-class Tally:
-    """A closed generation's counts under a RatePolicy.
-
-    Mutated under the breaker's lock, except for one lock-free shortcut: once a count window
-    holds ``minimum_calls`` calls, a plain success can no longer trip the breaker (it never
-    raises a rate), so the shell only bumps ``pending``, an ``itertools.count`` whose ``next()``
-    is one atomic step, and the successes are moved into the window (:meth:`drain`) before
-    anything reads or records under the lock.
-    """
-
-    __slots__ = ("consecutive_failures", "drained", "pending", "ready", "window")
-
-    def __init__(self, window: Window, *, lock_free_successes: bool) -> None:
-        self.window = window
-        self.consecutive_failures = 0
-        self.pending: itertools.count[int] | None = (
-            itertools.count() if lock_free_successes else None
-        )
-        self.drained = 0  # how much of `pending` is already in the window
-        self.ready = False  # set once successes may take the lock-free shortcut
-
-    def _pending_total(self) -> int:
-        # itertools.count can only be read through its repr, "count(N)" (never on the hot path).
-        return int(repr(self.pending)[6:-1])
-
-    def drain(self, capacity: int) -> None:
-        """Move the successes counted lock-free into the window (under the lock)."""
-        if self.pending is None:
-            return
-        total = self._pending_total()
-        waiting = total - self.drained
-        if waiting:
-            self.drained = total
-            self.consecutive_failures = 0
-            # More successes than the window holds leave it holding only successes.
-            for _ in range(min(waiting, capacity)):
-                self.window.record(False, False, 0.0, 0.0)  # noqa: FBT003
-
-    def record(self, *, failed: bool, slow: bool, started: float, now: float) -> None:
-        """Add one finished call (under the lock, after :meth:`drain`)."""
-        self.window.record(failed, slow, started, now)
-        self.consecutive_failures = self.consecutive_failures + 1 if failed else 0
-
-    def counts(self, now: float) -> WindowCounts:
-        """Return the window's counts as of ``now`` (under the lock, after :meth:`drain`)."""
-        return self.window.counts(now)
-
-    def current_run(self) -> int:
-        """Return the consecutive failures, counting successes not yet drained (no lock)."""
-        if self.pending is not None and self._pending_total() > self.drained:
-            return 0
-        return self.consecutive_failures

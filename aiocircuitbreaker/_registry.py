@@ -13,8 +13,8 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from ._core import CLOSED, FORCED_OPEN, OPEN
 from ._events import Event, Listener, Subscription, same_listener, subscription
-from ._state import CLOSED, FORCED_OPEN, OPEN
 
 if TYPE_CHECKING:
     from ._breaker import CircuitBreaker
@@ -51,8 +51,10 @@ def _change_global(listener: Listener, added: Subscription | None) -> bool:
         found = len(kept) != len(_global)
         _global = kept if added is None else (*kept, added)
         _global_calls = tuple(s for s in _global if s.wants_calls)
+    from ._engine import refresh_listeners  # noqa: PLC0415 - _engine imports this module
+
     for breaker in live():
-        breaker._refresh_listeners()
+        refresh_listeners(breaker)
     return found
 
 
@@ -91,6 +93,12 @@ def track(breaker: CircuitBreaker) -> None:
             _prune_at = max(64, 2 * len(_refs))
 
 
+def untrack(breaker: CircuitBreaker) -> None:
+    """Forget a breaker (its construction failed, or the registry is being emptied)."""
+    with _lock:
+        _refs[:] = [ref for ref in _refs if ref() is not breaker and ref() is not None]
+
+
 def created(breaker: CircuitBreaker) -> None:
     """Run the creation hooks on a new breaker (called last by the breaker's constructor)."""
     for hook in _creation_hooks:
@@ -120,8 +128,21 @@ def live() -> list[CircuitBreaker]:
 class _MonitorType(type):
     @property
     def circuit_breakers(cls) -> dict[str, CircuitBreaker]:
-        """A new dict of the live named breakers by name; the newest wins a shared name."""
+        """A new dict of the live named breakers by name; the newest wins a shared name.
+
+        Assigning a dict makes its breakers the registered ones (``= {}`` empties the
+        registry, as in ``circuitbreaker`` 2.x); the breakers themselves are not changed.
+        """
         return {b.name: b for b in live() if b.name is not None}
+
+    @circuit_breakers.setter
+    def circuit_breakers(cls, breakers: dict[str, CircuitBreaker]) -> None:
+        given: object = breakers
+        if not isinstance(given, dict):
+            msg = f"circuit_breakers must be a dict of breakers by name, got {given!r}"
+            raise TypeError(msg)
+        with _lock:
+            _refs[:] = [weakref.ref(breaker) for breaker in breakers.values()]
 
 
 class CircuitBreakerMonitor(metaclass=_MonitorType):

@@ -1,11 +1,10 @@
 """Statistics: what a breaker has counted, as frozen values, and the counters behind them.
 
-A breaker allocates its :class:`Counters` on first use (its first call, state change, listener or
+A breaker makes its :class:`Counters` on first use (its first call, state change, listener or
 ``statistics()``), so that a breaker that is made but never used costs no more memory than it
-did. The counters are plain ints bumped without the lock: ``x.n += 1`` on a slot is not
-interrupted by another thread on CPython 3.11+ (the interpreter only switches threads at calls
-and backward jumps), so counts are exact there; on 3.10 a breaker shared by several threads may
-rarely lose an increment.
+did. Each total is an ``itertools.count``: advancing one is a single atomic step on every
+CPython build, free-threaded ones included (CPython makes ``count.__next__`` thread-safe there),
+so totals are exact under any number of threads without a lock.
 """
 
 from __future__ import annotations
@@ -13,14 +12,17 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from ._events import Subscription
-from ._state import State
+from ._core import OPEN, State
 
 __all__ = ["CallCounts", "Counters", "Statistics"]
 
 
-def _value(counter: itertools.count[int]) -> int:
-    """Return how far an ``itertools.count()`` has counted, without advancing it."""
+def value(counter: itertools.count[int]) -> int:
+    """Return how far an ``itertools.count()`` has counted, without advancing it.
+
+    A count can only be read through its repr, ``count(N)``; this is for reads (statistics,
+    state changes), never for the per-call paths, which only advance counts.
+    """
     return int(repr(counter)[6:-1])
 
 
@@ -113,81 +115,54 @@ def add_transition(transitions: Transitions, old: State, new: State) -> Transiti
 
 
 class Counters:
-    """A breaker's mutable counters and listener registrations (internal).
+    """A breaker's totals and what its statistics need between state changes (internal).
 
-    Attributes are bumped in place by the breaker; ``statistics()`` copies them out. Initial
-    values are shared constants, so that a breaker's first call allocates little more than this
-    object.
+    The five totals are advanced lock-free by the call paths; the rest changes under the
+    breaker's lock, at state changes.
     """
 
     __slots__ = (
         "base",
         "changed_at",
-        "dirty",
         "failures",
         "last_rates",
         "neutral",
         "openings",
         "rejected",
-        "retired",
         "slow",
-        "subscriptions",
         "successes",
         "transitions",
     )
 
     def __init__(self, now: float) -> None:
-        self.successes = 0
-        self.failures = 0
-        self.neutral = 0
-        self.rejected = 0
-        self.slow = 0
+        self.successes = itertools.count()
+        self.failures = itertools.count()
+        self.neutral = itertools.count()
+        self.rejected = itertools.count()
+        self.slow = itertools.count()
         self.openings = 0
         self.base = _ZERO
         self.changed_at = now
-        # Whether the breaker's snapshot needs a success recorded under the lock (kept by the
-        # breaker, under its lock, whenever it stores a snapshot).
-        self.dirty = False
         # ((old, new), count) pairs, replaced whole on a change (changes are rare, reads free).
-        self.transitions: tuple[tuple[tuple[State, State], int], ...] = ()
-        self.subscriptions: tuple[Subscription, ...] = ()
+        self.transitions: Transitions = ()
         # (failure_rate, slow_call_rate) of the last window, once its generation has ended.
         self.last_rates: tuple[float | None, float | None] = (None, None)
-        # The last failure-streak counters retired, with what they held then (see retire()).
-        self.retired: tuple[tuple[itertools.count[int], int], ...] = ()
 
-    def counts(self, streak: int = 0) -> CallCounts:
-        """Return the totals as a frozen value, with ``streak`` failures not yet folded in."""
-        late = sum(_value(counter) - folded for counter, folded in self.retired)
+    def totals(self) -> CallCounts:
+        """Return the totals as a frozen value."""
         return CallCounts(
-            self.successes, self.failures + streak + late, self.neutral, self.rejected, self.slow
+            value(self.successes),
+            value(self.failures),
+            value(self.neutral),
+            value(self.rejected),
+            value(self.slow),
         )
 
-    def retire(self, counter: itertools.count[int], count: int) -> None:
-        """Add a retired failure streak's ``count`` to the totals (the lock is held).
-
-        A failure in another thread may have read the streak's counter just before it was
-        retired, and bump it just after: the last two retired counters are kept and read again,
-        so such a late failure still counts. (It would take two more retirements within that
-        thread switch to lose one.)
-        """
-        self.failures += count
-        kept = self.retired
-        if len(kept) == 2:
-            oldest, folded = kept[0]
-            self.failures += _value(oldest) - folded
-            kept = kept[1:]
-        self.retired = (*kept, (counter, count))
-
-    def changed(self, old: State, new: State, at: float, streak: int = 0) -> None:
-        """Start a new period: the state changed (or was reset) at clock reading ``at``.
-
-        ``streak`` is the failure count the new state starts with in its own counter, if any
-        (a restored state): failures already counted, not new in this period.
-        """
-        self.base = self.counts(streak)
+    def changed(self, old: State, new: State, at: float) -> None:
+        """Start a new period: the state changed (or was reset) at clock reading ``at``."""
+        self.base = self.totals()
         self.changed_at = at
         if old is not new:
             self.transitions = add_transition(self.transitions, old, new)
-        if new is State.OPEN and old is not State.OPEN:
+        if new is OPEN and old is not OPEN:
             self.openings += 1

@@ -82,7 +82,11 @@ class Window(Protocol):
         ...
 
     def counts(self, now: float) -> WindowCounts:
-        """Return the totals over the window as of ``now``."""
+        """Return the totals over the window as of ``now`` (a time window moves forward)."""
+        ...
+
+    def peek(self, now: float) -> WindowCounts:
+        """Return the totals as of ``now`` without changing anything (for reads)."""
         ...
 
     def reset(self) -> None:
@@ -198,6 +202,8 @@ class CallRing:
     def counts(self, now: float) -> WindowCounts:
         """Return the totals over the last ``size`` calls (``now`` is unused)."""
         return WindowCounts(self._calls, self._failures, self._slow_calls)
+
+    peek = counts  # a count window does not move with time
 
     def reset(self) -> None:
         """Forget every recorded call."""
@@ -317,6 +323,25 @@ class BucketRing:
         if head is None or epoch > head:
             self._move_to(epoch)
         return WindowCounts(self._total_calls, self._total_failures, self._total_slow_calls)
+
+    def peek(self, now: float) -> WindowCounts:
+        """Return the totals as of ``now`` without moving the window (O(buckets) at most)."""
+        epoch = math.floor(now / self._bucket_length)
+        head = self._head
+        calls, failures, slow_calls = (
+            self._total_calls,
+            self._total_failures,
+            self._total_slow_calls,
+        )
+        if head is not None and epoch > head:
+            if epoch - head >= self._buckets:
+                return WindowCounts(0, 0, 0)
+            for passed in range(head + 1, epoch + 1):
+                slot = passed % self._buckets
+                calls -= self._calls[slot]
+                failures -= self._failures[slot]
+                slow_calls -= self._slow_calls[slot]
+        return WindowCounts(calls, failures, slow_calls)
 
     def reset(self) -> None:
         """Forget every recorded call (the newest time seen is kept: the clock does not go back)."""

@@ -1,158 +1,116 @@
-"""Wrappers per kind of guarded callable, chosen once at decoration time.
+"""One wrapper per kind of guarded callable, chosen once at decoration time.
 
-The coroutine wrapper inlines the closed-state admission check and the no-op success: it is the
-hot path, and every function call or extra coroutine there shows in the benchmark. Anything that
-is not the common case goes through the breaker's ``_admit`` / ``_record_*`` methods, the same
-admission path that ``call()`` and the context managers use.
+Each is the engine's admit -> ticket -> finish primitive around one call. The two function
+wrappers take a fast path while the breaker's gate is open (``breaker._fast``: closed, no
+failure pending, nothing per call to record but the success total); that gate is the one
+attribute of the breaker they read, and a call through it is finished by the same engine
+functions as every other call.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncGenerator, AsyncIterable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
-from ._breaker import _BYPASS, _REJECTED, NO_RESULT, Neutral
+from ._core import Outcome
+from ._engine import admit, count_rejection, fast_failure, finish, late_success
 from ._errors import CircuitBreakerError
-from ._state import CLOSED, FAILURE, OPEN
+from ._settings import is_async_function
 
 if TYPE_CHECKING:
     from ._breaker import CircuitBreaker
+    from ._settings import Settings
+    from ._ticket import Ticket
+    from .typing import Guarded
 
-__all__ = ["wrap"]
+__all__ = [
+    "call",
+    "call_async",
+    "guard_async_generator",
+    "guard_generator",
+    "wrap",
+]
+
+_NEUTRAL = Outcome.NEUTRAL
 
 
-def wrap(breaker: CircuitBreaker, function: Callable[..., Any]) -> Callable[..., Any]:
+def wrap(
+    breaker: CircuitBreaker, function: Callable[..., Any], settings: Settings
+) -> Guarded[Any, Any]:
     """Return the wrapper that guards ``function`` with ``breaker``."""
-    if _is_async_generator_function(function):
+    if _is_kind(function, inspect.isasyncgenfunction):
         wrapper = _async_generator_wrapper(breaker, function)
-    elif _is_coroutine_function(function):
-        if breaker._plain:
-            wrapper = _coroutine_wrapper(breaker, function)
-        else:
-            wrapper = _coroutine_wrapper_with_rules(breaker, function)
+    elif is_async_function(function):
+        wrapper = _coroutine_wrapper(breaker, function)
     else:
-        msg = (
-            f"circuit breakers guard async callables only; {function!r} is synchronous "
-            "(decorate an `async def` function, an async generator function, or an object "
-            "with an `async def __call__`)"
-        )
-        raise ValueError(msg)
+        if settings.fallback_is_async:
+            msg = (
+                f"{function!r} is synchronous, and its fallback {settings.fallback!r} is an "
+                "async def function, which cannot serve it: give it a synchronous fallback"
+            )
+            raise ValueError(msg)
+        if _is_kind(function, inspect.isgeneratorfunction):
+            wrapper = _generator_wrapper(breaker, function)
+        else:
+            wrapper = _function_wrapper(breaker, function)
     wrapper.circuit_breaker = breaker  # type: ignore[attr-defined]
-    return wrapper
+    return wrapper  # type: ignore[return-value]
 
 
-def _is_coroutine_function(function: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
-        getattr(type(function), "__call__", None)  # noqa: B004 - is the class's __call__ async?
-    )
-
-
-def _is_async_generator_function(function: Callable[..., Any]) -> bool:
-    return inspect.isasyncgenfunction(function) or inspect.isasyncgenfunction(
-        getattr(type(function), "__call__", None)  # noqa: B004 - is the class's __call__ async?
-    )
+def _is_kind(function: Callable[..., Any], test: Callable[[Any], bool]) -> bool:
+    return test(function) or test(getattr(type(function), "__call__", None))  # noqa: B004
 
 
 def _coroutine_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) -> Callable[..., Any]:
+    consult = _opened_overridden(breaker)
+
     @functools.wraps(function)
     async def guarded(*args: Any, **kwargs: Any) -> Any:
-        snapshot = breaker._snapshot
-        if snapshot.fast:  # closed, and no listener wants call events
-            permit = snapshot.generation
-        elif (
-            snapshot.state is OPEN
-            and not snapshot.observed
-            and breaker._clock() < snapshot.open_until
-        ):
-            # An open breaker inside its timeout rejects at once: the check that _admit()
-            # starts with, inlined because it is every call's path while open.
-            if breaker._fallback_function is None:
-                breaker._counters.rejected += 1  # made when the open state was stored
-                raise CircuitBreakerError(breaker)
-            return await breaker._reject(args, kwargs)
-        elif snapshot.state is CLOSED:
-            # Closed, with listeners: time the call and report it (no admission to do).
-            permit = snapshot.generation
-            started = breaker._clock()
-            try:
-                result = await function(*args, **kwargs)
-            except BaseException as exc:
-                breaker._complete(permit, started, NO_RESULT, exc)
-                raise
-            breaker._complete(permit, started, result)
-            return result
-        else:
-            # Every other case (open with listeners, half-open, modes) takes the general path.
-            return await breaker._call(function, args, kwargs)
+        gate = breaker._fast  # noqa: SLF001 - the gate (see the module docstring)
+        if gate is None or consult:
+            return await call_async(breaker, function, args, kwargs, consult=consult)
         try:
             result = await function(*args, **kwargs)
         except BaseException as exc:
-            # The first branch of _record_exception, inlined: an expected failure of the
-            # current closed generation is counted lock-free without a further call, which is
-            # a measurable share of the failure path. Everything else goes the usual way.
-            snapshot = breaker._snapshot
-            failures = snapshot.failures
-            if (
-                failures is not None
-                and snapshot.generation == permit
-                and isinstance(exc, breaker._expected)
-            ):
-                # (Counted in the statistics through the streak: see CircuitBreaker._store.)
-                breaker._last_failure = exc
-                if next(failures) + 1 >= breaker._failure_threshold:
-                    breaker._record(permit, FAILURE, exc, counted=True)
-            else:
-                breaker._record_exception(permit, exc)
+            fast_failure(breaker, gate, exc)
             raise
-        # Counted without the lock: one slot increment (see _statistics). The same object says
-        # whether the breaker needs the success recorded (failures pending, or not closed).
-        try:
-            counters = breaker._counters
-        except AttributeError:
-            counters = breaker._get_counters()
-        counters.successes += 1
-        if counters.dirty:
-            breaker._record_success(permit)
+        next(gate.successes)
+        if breaker._fast is None:  # noqa: SLF001 - shut meanwhile: a failure came in
+            late_success(breaker, gate)
         return result
 
     return guarded
 
 
-def _coroutine_wrapper_with_rules(
-    breaker: CircuitBreaker, function: Callable[..., Any]
-) -> Callable[..., Any]:
-    """The wrapper for breakers with a policy or a result predicate: every outcome counts."""
-    rules = breaker._get_rules()
-    clock = breaker._clock if rules.clocked else None
-    failure_result = rules.failure_result
-    lock_free = rules.lock_free_successes
+def _function_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) -> Callable[..., Any]:
+    consult = _opened_overridden(breaker)
 
     @functools.wraps(function)
-    async def guarded(*args: Any, **kwargs: Any) -> Any:
-        snapshot = breaker._snapshot
-        if not snapshot.fast:
-            return await breaker._call(function, args, kwargs)
-        permit = snapshot.generation
-        started = 0.0 if clock is None else clock()
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        gate = breaker._fast  # noqa: SLF001 - the gate (see the module docstring)
+        if gate is None or consult:
+            return call_sync(breaker, function, args, kwargs, consult=consult)
         try:
-            result = await function(*args, **kwargs)
+            result = function(*args, **kwargs)
         except BaseException as exc:
-            breaker._finish(permit, started, NO_RESULT, exc)
+            fast_failure(breaker, gate, exc)
             raise
-        failed = failure_result is not None and breaker._failed_result(failure_result, result)
-        if lock_free and not failed:
-            # The common case under a count window, without the lock (see Tally): a success
-            # of the current closed generation whose window is already past minimum_calls.
-            snapshot = breaker._snapshot
-            tally = snapshot.tally
-            if tally is not None and tally.ready and snapshot.generation == permit:
-                next(tally.pending)  # type: ignore[arg-type]
-                breaker._counters.successes += 1  # made when the window was stored
-                return result
-        breaker._finish(permit, started, result, failed_result=failed)
+        next(gate.successes)
+        if breaker._fast is None:  # noqa: SLF001 - shut meanwhile: a failure came in
+            late_success(breaker, gate)
         return result
+
+    return guarded
+
+
+def _generator_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) -> Callable[..., Any]:
+    consult = _opened_overridden(breaker)
+
+    @functools.wraps(function)
+    def guarded(*args: Any, **kwargs: Any) -> Generator[Any, Any, None]:
+        yield from guard_generator(breaker, function, args, kwargs, consult=consult)
 
     return guarded
 
@@ -160,57 +118,257 @@ def _coroutine_wrapper_with_rules(
 def _async_generator_wrapper(
     breaker: CircuitBreaker, function: Callable[..., Any]
 ) -> Callable[..., Any]:
+    consult = _opened_overridden(breaker)
+
     @functools.wraps(function)
     async def guarded(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        permit = breaker._admit()
-        if permit in (_REJECTED, _BYPASS):
-            # Rejected: the fallback's items. Disabled: the producer's, unguarded.
-            async for item in (
-                function(*args, **kwargs)
-                if permit == _BYPASS
-                else _as_async_iterable(await breaker._reject(args, kwargs))
-            ):
-                yield item
-            return
-        started = breaker._start()
-        producer = function(*args, **kwargs)
+        # An async generator cannot `yield from`: hand everything on to the guarded stream.
+        stream = guard_async_generator(breaker, function, args, kwargs, consult=consult)
         to_send: Any = None
         to_throw: BaseException | None = None
         while True:
-            # Only what the producer itself raises is judged; the consumer closing the
-            # generator early (GeneratorExit) or throwing into it is not the dependency's fault.
             try:
-                if to_throw is None:
-                    item = await producer.asend(to_send)
-                else:
-                    item = await producer.athrow(to_throw)
+                item = await (
+                    stream.asend(to_send) if to_throw is None else stream.athrow(to_throw)
+                )
             except StopAsyncIteration:
-                breaker._complete(permit, started)
                 return
-            except BaseException as exc:
-                if exc is to_throw:
-                    breaker._complete(permit, started, NO_RESULT, Neutral(exc))
-                else:
-                    breaker._complete(permit, started, NO_RESULT, exc)
-                raise
             to_throw = None
             try:
                 to_send = yield item
-            except GeneratorExit as exc:
-                breaker._complete(permit, started, NO_RESULT, Neutral(exc))
-                await producer.aclose()
+            except GeneratorExit:
+                await stream.aclose()
                 raise
-            except BaseException as exc:  # noqa: BLE001 - athrow() from the consumer: hand it on
+            except BaseException as exc:  # noqa: BLE001 - thrown in by the consumer: hand it on
                 to_throw = exc
 
     return guarded
 
 
-async def _as_async_iterable(value: Any) -> AsyncGenerator[Any, None]:
-    """Yield the items of a fallback's result for an async generator (async or sync iterable)."""
-    if isinstance(value, AsyncIterable):
-        async for item in value:
+def _opened_overridden(breaker: CircuitBreaker) -> bool:
+    """Whether ``opened`` was replaced (by a subclass or a patch): then ask it on every call."""
+    from ._breaker import ORIGINAL_OPENED  # noqa: PLC0415 - _breaker imports this module
+
+    return inspect.getattr_static(type(breaker), "opened") is not ORIGINAL_OPENED
+
+
+# -- calls --------------------------------------------------------------------------------------
+
+
+def call(
+    breaker: CircuitBreaker, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """``breaker.call()``: async for an async callable, else now (awaiting what it returns)."""
+    if is_async_function(func):
+        return call_async(breaker, func, args, kwargs)
+    return call_sync(breaker, func, args, kwargs, defer=True)
+
+
+async def call_async(
+    breaker: CircuitBreaker,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    consult: bool = False,
+) -> Any:
+    """Await ``func(*args, **kwargs)`` under a ticket (or the fallback, if rejected)."""
+    ticket = _admit(breaker, consult=consult)
+    if ticket is None:
+        fallback = breaker.fallback_function
+        if fallback is None:
+            raise CircuitBreakerError(breaker)
+        result = fallback(*args, **kwargs)
+        return await result if inspect.isawaitable(result) else result
+    return await _run_async(
+        ticket, func(*args, **kwargs) if ticket.counted else None, func, args, kwargs
+    )
+
+
+async def _run_async(
+    ticket: Ticket,
+    awaitable: Awaitable[Any] | None,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    if awaitable is None:  # disabled: no breaker at all
+        return await func(*args, **kwargs)
+    try:
+        result = await awaitable
+    except BaseException as exc:
+        finish(ticket, exc)
+        raise
+    finish(ticket, None, result)
+    return result
+
+
+def call_sync(
+    breaker: CircuitBreaker,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    consult: bool = False,
+    defer: bool = False,
+) -> Any:
+    """Call ``func(*args, **kwargs)`` under a ticket (or the fallback, if rejected).
+
+    With ``defer``, an awaitable result is handed back as an awaitable that finishes the
+    ticket when it is awaited (``breaker.call(lambda: fetch())``).
+    """
+    ticket = _admit(breaker, consult=consult)
+    if ticket is None:
+        fallback = breaker.fallback_function
+        if fallback is None:
+            raise CircuitBreakerError(breaker)
+        return fallback(*args, **kwargs)
+    if not ticket.counted:
+        return func(*args, **kwargs)
+    try:
+        result = func(*args, **kwargs)
+    except BaseException as exc:
+        finish(ticket, exc)
+        raise
+    if defer and inspect.isawaitable(result):
+        return _run_async(ticket, result, func, args, kwargs)
+    finish(ticket, None, result)
+    return result
+
+
+def _admit(breaker: CircuitBreaker, *, consult: bool) -> Ticket | None:
+    """Admit a call; with ``consult``, an overridden ``opened`` that is true rejects it first."""
+    if consult and breaker.opened:
+        count_rejection(breaker)
+        return None
+    return admit(breaker)
+
+
+# -- generators ---------------------------------------------------------------------------------
+
+
+def guard_generator(
+    breaker: CircuitBreaker,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    consult: bool = False,
+) -> Generator[Any, Any, None]:
+    """Run the generator ``func(*args, **kwargs)`` under a ticket; its end is the outcome.
+
+    The producer running to its end is a success, and raising is judged as for a call. The
+    consumer closing it early, or throwing in an exception that the producer lets out, is
+    neutral: that is not the dependency's doing.
+    """
+    ticket = _admit(breaker, consult=consult)
+    if ticket is None:
+        fallback = breaker.fallback_function
+        if fallback is None:
+            raise CircuitBreakerError(breaker)
+        yield from fallback(*args, **kwargs)
+        return
+    if not ticket.counted:
+        yield from func(*args, **kwargs)
+        return
+    try:
+        producer = iter(func(*args, **kwargs))
+    except BaseException as exc:
+        finish(ticket, exc)
+        raise
+    yield from _judged_generator(ticket, producer)
+
+
+def _judged_generator(ticket: Ticket, producer: Any) -> Generator[Any, Any, None]:
+    to_send: Any = None
+    to_throw: BaseException | None = None
+    while True:
+        try:
+            if to_throw is not None:
+                item = producer.throw(to_throw)
+            elif to_send is not None:
+                item = producer.send(to_send)
+            else:
+                item = next(producer)
+        except StopIteration:
+            finish(ticket)
+            return
+        except BaseException as exc:
+            finish(ticket, exc, outcome=_NEUTRAL if exc is to_throw else None)
+            raise
+        to_send, to_throw = None, None
+        try:
+            to_send = yield item
+        except GeneratorExit as exc:
+            finish(ticket, exc, outcome=_NEUTRAL)
+            close = getattr(producer, "close", None)
+            if close is not None:
+                close()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - thrown in by the consumer: hand it on
+            to_throw = exc
+
+
+async def guard_async_generator(
+    breaker: CircuitBreaker,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    consult: bool = False,
+) -> AsyncGenerator[Any, Any]:
+    """The async form of :func:`guard_generator` (the same outcomes)."""
+    ticket = _admit(breaker, consult=consult)
+    if ticket is None:
+        fallback = breaker.fallback_function
+        if fallback is None:
+            raise CircuitBreakerError(breaker)
+        source = fallback(*args, **kwargs)
+        if inspect.isawaitable(source):
+            source = await source
+        async for item in _forward(source):
             yield item
-    else:
-        for item in value:
+        return
+    producer = func(*args, **kwargs)
+    if not ticket.counted:
+        async for item in _forward(producer):
             yield item
+        return
+    to_send: Any = None
+    to_throw: BaseException | None = None
+    while True:
+        try:
+            item = await (
+                producer.asend(to_send) if to_throw is None else producer.athrow(to_throw)
+            )
+        except StopAsyncIteration:
+            finish(ticket)
+            return
+        except BaseException as exc:
+            finish(ticket, exc, outcome=_NEUTRAL if exc is to_throw else None)
+            raise
+        to_throw = None
+        try:
+            to_send = yield item
+        except GeneratorExit as exc:
+            finish(ticket, exc, outcome=_NEUTRAL)
+            await producer.aclose()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - thrown in by the consumer: hand it on
+            to_throw = exc
+
+
+async def _forward(source: Any) -> AsyncGenerator[Any, None]:
+    """Yield the items of an async or sync iterable, closing it when the consumer stops."""
+    if not isinstance(source, AsyncIterable):
+        for item in source:
+            yield item
+        return
+    iterator = aiter(source)
+    try:
+        async for item in iterator:
+            yield item
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -53,8 +53,8 @@ except ImportError as exc:
     raise ImportError(msg) from exc
 
 from . import __version__
+from ._core import FORCED_OPEN, OPEN, State
 from ._registry import CircuitBreakerMonitor, check_match
-from ._state import FORCED_OPEN, OPEN, State
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import (
@@ -104,7 +104,7 @@ class _Slot:
             return []
         return [
             (stats.name, stats)
-            for stats in CircuitBreakerMonitor.statistics(owner._match)
+            for stats in CircuitBreakerMonitor.statistics(owner.match)
             if stats.name is not None
         ]
 
@@ -148,6 +148,11 @@ class Instrumentation:
     def prefix(self) -> str:
         """The prefix of the instruments' names."""
         return self._prefix
+
+    @property
+    def match(self) -> Match:
+        """Which breakers it reports (``None``: all; a glob on names; a predicate)."""
+        return self._match
 
     @property
     def instruments(self) -> Mapping[str, Asynchronous]:

@@ -36,8 +36,8 @@ import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
+from ._core import State
 from ._registry import CircuitBreakerMonitor, check_match
-from ._state import State
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry

@@ -21,9 +21,11 @@ pytestmark = pytest.mark.asyncio
 
 async def test_public_names() -> None:
     """The package exports the drop-in names (and a version from the installed metadata)."""
-    assert sorted(aiocircuitbreaker.__all__) == aiocircuitbreaker.__all__
-    for name in ("circuit", "CircuitBreaker", "CircuitBreakerError", "CircuitBreakerMonitor"):
-        assert name in aiocircuitbreaker.__all__
+    names = set(aiocircuitbreaker.__all__)
+    assert len(names) == len(aiocircuitbreaker.__all__)
+    assert all(hasattr(aiocircuitbreaker, name) for name in names)
+    drop_in = {"circuit", "CircuitBreaker", "CircuitBreakerError", "CircuitBreakerMonitor", "State"}
+    assert drop_in | {"STATE_CLOSED", "STATE_OPEN", "STATE_HALF_OPEN"} <= names
     assert aiocircuitbreaker.__version__ == "3.0.0.dev0"
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from aiocircuitbreaker._state import CLOSED, FAILURE, HALF_OPEN, INITIAL, OPEN, Rules, Snapshot
+
 from aiocircuitbreaker import _state
 from aiocircuitbreaker._policies import HalfOpen
-from aiocircuitbreaker._state import CLOSED, FAILURE, HALF_OPEN, INITIAL, OPEN, Rules, Snapshot
 
 RULES = Rules(3, None, HalfOpen(), lambda openings, failure: 5.0 * openings)
 

@@ -483,16 +483,16 @@ async def test_no_listener_no_events_and_the_fast_path_stays(clock: FakeClock) -
     with pytest.raises(DependencyDown):
         await fetch(DependencyDown())
     assert await fetch("ok") == "ok"
-    assert breaker._snapshot.fast
+    assert breaker._fast is not None
     changes = Recorder()
     breaker.add_listener(changes, StateChanged)  # state changes only: calls build no events
-    assert breaker._snapshot.fast
+    assert breaker._fast is not None
     events = Recorder()
     breaker.add_listener(events)
-    assert not breaker._snapshot.fast
+    assert breaker._fast is None
     assert await fetch("ok") == "ok"
     breaker.remove_listener(events)
-    assert breaker._snapshot.fast
+    assert breaker._fast is not None
     assert await fetch("ok") == "ok"
     assert events.kinds() == [CallSucceeded]
     assert changes.events == []
@@ -713,8 +713,8 @@ async def test_global_listeners_hear_present_and_future_breakers(clock: FakeCloc
     CircuitBreakerMonitor.add_listener(listener)
     try:
         after = make(clock, name="events-global-after")
-        assert not before._snapshot.fast
-        assert not after._snapshot.fast
+        assert before._fast is None
+        assert after._fast is None
         assert await before.call(echo, 1) == 1
         assert await after.call(echo, 2) == 2
         with pytest.raises(DependencyDown):
@@ -725,15 +725,15 @@ async def test_global_listeners_hear_present_and_future_breakers(clock: FakeCloc
         ]
         assert heard.changes() == [(State.CLOSED, State.OPEN)]
         CircuitBreakerMonitor.add_listener(listener, StateChanged)  # again: replaces its types
-        assert after._snapshot.fast
+        assert after._fast is not None
         assert await after.call(echo, 3) == 3
         before.reset()
         assert len(heard.of(CallSucceeded)) == 2
         assert heard.changes()[-1] == (State.OPEN, State.CLOSED)
     finally:
         CircuitBreakerMonitor.remove_listener(listener)
-    assert before._snapshot.fast
-    assert after._snapshot.fast
+    assert before._fast is not None
+    assert after._fast is not None
     count = len(heard.events)
     before.open()
     assert len(heard.events) == count
@@ -756,7 +756,7 @@ async def test_new_breakers_start_observed_under_a_global_listener(clock: FakeCl
     finally:
         CircuitBreakerMonitor.remove_listener(heard)
     assert [e.breaker for e in heard.events if e.breaker is breaker] == [breaker]
-    assert breaker._snapshot.fast
+    assert breaker._fast is not None
 
 
 async def test_listeners_are_told_apart_by_identity(clock: FakeClock) -> None:

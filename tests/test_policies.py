@@ -28,12 +28,15 @@ from .conftest import DependencyDown
 pytestmark = pytest.mark.asyncio
 
 
-async def run(breaker: CircuitBreaker, outcome: object, *, takes: float = 0.0) -> object:
+async def run(
+    breaker: CircuitBreaker, outcome: object, *, takes: float = 0.0, clock: FakeClock | None = None
+) -> object:
     """Call through ``breaker``: return ``outcome`` or raise it, after ``takes`` fake seconds."""
 
     async def call() -> object:
         if takes:
-            breaker._clock.advance(takes)  # type: ignore[attr-defined]
+            assert clock is not None
+            clock.advance(takes)
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
@@ -126,10 +129,12 @@ async def test_time_window_credits_the_start_bucket(clock: FakeClock) -> None:
     policy = RatePolicy(TimeWindow(10, buckets=10), failure_rate=0.5, minimum_calls=1)
     breaker = make(clock, policy=policy)
     with pytest.raises(DependencyDown):
-        await run(breaker, DependencyDown(), takes=11)  # started 11 s ago: out of the window
+        await run(
+            breaker, DependencyDown(), takes=11, clock=clock
+        )  # started 11 s ago: out of the window
     assert breaker.closed
     with pytest.raises(DependencyDown):
-        await run(breaker, DependencyDown(), takes=5)
+        await run(breaker, DependencyDown(), takes=5, clock=clock)
     assert breaker.opened
 
 
@@ -139,11 +144,11 @@ async def test_slow_calls_trip_but_still_return(clock: FakeClock) -> None:
         CountWindow(4), failure_rate=None, slow_call_duration=2.0, slow_call_rate=0.5
     )
     breaker = make(clock, policy=policy)
-    assert await run(breaker, "fast", takes=1.0) == "fast"
-    assert await run(breaker, "slow", takes=2.5) == "slow"
+    assert await run(breaker, "fast", takes=1.0, clock=clock) == "fast"
+    assert await run(breaker, "slow", takes=2.5, clock=clock) == "slow"
     assert await run(breaker, "fast") == "fast"
     assert breaker.closed
-    assert await run(breaker, "slow", takes=3.0) == "slow"
+    assert await run(breaker, "slow", takes=3.0, clock=clock) == "slow"
     assert breaker.opened
 
 

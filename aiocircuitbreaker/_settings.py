@@ -1,0 +1,167 @@
+"""A breaker's configuration as one frozen value, shared by every breaker built from it.
+
+:func:`settings` validates the options (and the class-level defaults of a subclass) and returns
+a :class:`Settings`. Breakers made with the same plain options (no callables but the standard
+clock) share one instance, so that a thousand ``@circuit`` functions cost one configuration.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ._config import (
+    FailurePredicate,
+    class_default,
+    validate_callable,
+    validate_expected_exception,
+    validate_failure_threshold,
+    validate_recovery_timeout,
+)
+from ._policies import Backoff, HalfOpen, OpenDuration, RatePolicy
+
+__all__ = ["Settings", "is_async_function", "settings"]
+
+_DEFAULT_HALF_OPEN = HalfOpen()
+# Plain configurations seen so far (bounded: a program has few distinct ones, and a runaway
+# number of them, say one threshold per request, simply stops being shared).
+_shared: dict[tuple[Any, ...], Settings] = {}
+_SHARED_MAX = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What a breaker was configured with, validated (see ``CircuitBreaker`` for each option).
+
+    Attributes:
+        expected: The expected exception classes, ready for ``isinstance()`` (empty when a
+            predicate decides).
+        predicate: The ``expected_exception`` predicate, if one was given.
+        simple: No policy and no result predicate: a success of a clean closed breaker changes
+            nothing but the statistics (what the wrappers' fast path relies on).
+        clocked: Calls must be timed (slow calls, or a time window).
+        fallback_is_async: The fallback is an ``async def`` function (it cannot serve sync
+            callables).
+    """
+
+    failure_threshold: int
+    recovery_timeout: float
+    expected: type[Exception] | tuple[type[Exception], ...]
+    predicate: FailurePredicate | None
+    fallback: Callable[..., Any] | None
+    clock: Callable[[], float]
+    policy: RatePolicy | None
+    failure_result: Callable[[Any], object] | None
+    half_open: HalfOpen
+    open_duration: Backoff | OpenDuration | None
+    simple: bool
+    clocked: bool
+    fallback_is_async: bool
+
+    @property
+    def slow_call_duration(self) -> float | None:
+        """Seconds after which a call is slow, if the policy says so."""
+        return None if self.policy is None else self.policy.slow_call_duration
+
+    @property
+    def expected_exception(self) -> tuple[type[Exception], ...] | FailurePredicate:
+        """What counts as a failure: a tuple of exception classes, or the predicate."""
+        if self.predicate is not None:
+            return self.predicate
+        expected = self.expected
+        return expected if isinstance(expected, tuple) else (expected,)
+
+
+def settings(
+    cls: type,
+    failure_threshold: object,
+    recovery_timeout: object,
+    expected_exception: object,
+    fallback_function: object,
+    *,
+    clock: object = None,
+    policy: object = None,
+    failure_result: object = None,
+    half_open: object = None,
+    open_duration: object = None,
+) -> Settings:
+    """Validate a breaker's options (``None``: the class default) and return its settings.
+
+    Raises:
+        TypeError: An option is of the wrong kind.
+        ValueError: An option is of the right kind but out of range.
+    """
+    threshold = validate_failure_threshold(
+        class_default(cls, "FAILURE_THRESHOLD") if failure_threshold is None else failure_threshold
+    )
+    timeout = validate_recovery_timeout(
+        class_default(cls, "RECOVERY_TIMEOUT") if recovery_timeout is None else recovery_timeout
+    )
+    expected, predicate = validate_expected_exception(
+        class_default(cls, "EXPECTED_EXCEPTION")
+        if expected_exception is None
+        else expected_exception
+    )
+    fallback = validate_callable(
+        "fallback_function",
+        class_default(cls, "FALLBACK_FUNCTION") if fallback_function is None else fallback_function,
+    )
+    plain = clock is None and all(
+        option is None for option in (policy, failure_result, half_open, open_duration, predicate)
+    )
+    key = (threshold, type(timeout), timeout, expected, fallback)
+    if plain:
+        try:
+            shared = _shared.get(key)
+        except TypeError:  # an unhashable fallback: simply not shared
+            plain = False
+        else:
+            if shared is not None:
+                return shared
+    _check_options(policy, half_open)
+    made = Settings(
+        threshold,
+        timeout,
+        expected,
+        predicate,
+        fallback,
+        time.monotonic if clock is None else validate_callable("clock", clock),
+        policy,  # type: ignore[arg-type]  # checked by _check_options
+        validate_callable("failure_result", failure_result),
+        half_open or _DEFAULT_HALF_OPEN,  # type: ignore[arg-type]
+        validate_callable("open_duration", open_duration),
+        simple=policy is None and failure_result is None,
+        clocked=isinstance(policy, RatePolicy)
+        and (policy.slow_call_duration is not None or policy.window.capacity is None),
+        fallback_is_async=fallback is not None and is_async_function(fallback),
+    )
+    if plain and len(_shared) < _SHARED_MAX:
+        _shared[key] = made
+    return made
+
+
+def _check_options(policy: object, half_open: object) -> None:
+    if policy is not None and not isinstance(policy, RatePolicy):
+        msg = f"policy must be a RatePolicy or None, got {policy!r} ({type(policy).__name__})"
+        raise TypeError(msg)
+    if half_open is not None and not isinstance(half_open, HalfOpen):
+        msg = (
+            f"half_open must be a HalfOpen or None, got {half_open!r} ({type(half_open).__name__})"
+        )
+        raise TypeError(msg)
+    if isinstance(half_open, HalfOpen) and half_open.judge_by_rate and policy is None:
+        msg = "HalfOpen(judge_by_rate=True) needs a policy=RatePolicy(...) to judge by"
+        raise ValueError(msg)
+
+
+def is_async_function(function: object) -> bool:
+    """Return whether calling ``function`` makes a coroutine (an ``async def`` function)."""
+    target = function
+    while hasattr(target, "func") and hasattr(target, "args"):  # functools.partial
+        target = target.func
+    return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
+        getattr(type(target), "__call__", None)  # noqa: B004 - is the class's __call__ async?
+    )

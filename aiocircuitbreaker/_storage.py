@@ -1,0 +1,328 @@
+"""Where a breaker's state lives: the storage protocol, and the in-memory storage.
+
+A storage owns two things: the breaker's current :class:`~aiocircuitbreaker._core.Value`, and
+the counting of that value's generation (failures in a row, the rate window, the half-open
+probes). The breaker's shell reads it, reports outcomes to it, and replaces the value when it
+decides on a transition. Five operations, each **one atomic step** (what one Redis Lua script
+can do): nothing else may run in between the parts of one operation, and no operation waits
+for anything but the store itself.
+
+``read() -> Reading``
+    The value, its age (seconds since it was stored, by the storage's clock), and the counts of
+    its generation. A read changes nothing (a time window is not moved by it).
+``record(generation, failed, slow, duration) -> Counts | None``
+    Count one finished call of a counting generation (closed or metrics-only): a failure or a
+    success, slow or not, that took ``duration`` seconds (a time window credits it to the
+    moment it started: now minus ``duration``). Returns the new counts, or ``None`` when
+    ``generation`` is not the current one (a stale outcome: nothing changes).
+``acquire(generation, ticket, probes, successes, lease) -> Probes | None``
+    Take a half-open probe slot for ``ticket`` if the half-open period is still undecided and
+    a slot is free: at most ``probes`` run at once and, when ``successes`` is ``None`` (probes
+    judged by rate), at most ``probes`` in all. A slot is held for at most ``lease`` seconds:
+    a lease that has run out is dropped and counted as a failed probe (by this or any later
+    probe operation). Returns the probe counts (``admitted`` says whether ``ticket`` got a
+    slot), or ``None`` when ``generation`` is not the current one.
+``release(generation, ticket, outcome, slow) -> Probes | None``
+    Give back ``ticket``'s slot with its outcome (a neutral one only frees the slot). Returns
+    the new probe counts, or ``None`` when the ticket holds no slot of the current generation
+    (stale, or its lease ran out: nothing changes).
+``replace(generation, value) -> bool``
+    Store ``value`` if the current generation is still ``generation`` (compare-and-set), and
+    start its counting afresh: no probes, an empty window, a failure streak starting at
+    ``value.failures``. Returns whether it was stored.
+
+Only durations cross the protocol, never one host's clock readings: the value's ``open_for``,
+a call's ``duration`` and a probe's ``lease`` are all relative, and the storage measures ages
+with its own clock. A storage shared by several processes therefore needs no agreement between
+their clocks. The contract every storage must meet is ``tests/test_storage_contract.py``.
+
+The in-memory storage (the default, one per breaker) keeps everything in this process and its
+operations under one re-entrant lock, which the breaker shares.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from ._core import COUNTING, HALF_OPEN, INITIAL, Outcome, Value
+from ._policies import Counts
+from ._windows import CountWindow, TimeWindow, Window
+
+__all__ = ["InMemoryStorage", "Probes", "Reading", "Storage"]
+
+_NO_COUNTS = Counts(0, 0, 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Probes:
+    """The half-open probes of the current generation.
+
+    Attributes:
+        running: Probes holding a slot now.
+        successes: Probes that finished and succeeded.
+        failures: Probes that finished and failed, their leases run out included.
+        slow: Finished probes that were slow.
+        admitted: Whether the ``acquire()`` that returned this got its slot.
+        expired: For every lease that this operation found run out, how long ago it ran out
+            (seconds, oldest first).
+    """
+
+    running: int = 0
+    successes: int = 0
+    failures: int = 0
+    slow: int = 0
+    admitted: bool = False
+    expired: tuple[float, ...] = ()
+
+    @property
+    def finished(self) -> int:
+        """Probes that finished, succeeded or failed (neutral ones are not counted)."""
+        return self.successes + self.failures
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What ``Storage.read()`` returns.
+
+    Attributes:
+        value: The current value.
+        age: Seconds since it was stored, by the storage's clock.
+        counts: The counts of a counting generation (closed or metrics-only), else ``None``.
+        probes: The probes of a half-open generation, else ``None``.
+        leases: Seconds left on each running probe's lease, soonest first (half-open only).
+    """
+
+    value: Value
+    age: float
+    counts: Counts | None = None
+    probes: Probes | None = None
+    leases: tuple[float, ...] = ()
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """The storage protocol (see the module docstring for the semantics of each operation)."""
+
+    def read(self) -> Reading:
+        """Return the current value, its age and its generation's counts; change nothing."""
+        ...
+
+    def record(
+        self,
+        generation: int,
+        failed: bool,  # noqa: FBT001 - the protocol's positional form, one call per outcome
+        slow: bool = False,  # noqa: FBT001, FBT002
+        duration: float = 0.0,
+    ) -> Counts | None:
+        """Count one finished call of ``generation``; return the new counts, or ``None``."""
+        ...
+
+    def acquire(
+        self, generation: int, ticket: int, probes: int, successes: int | None, lease: float
+    ) -> Probes | None:
+        """Take a half-open probe slot for ``ticket`` if one is free; ``None`` if stale."""
+        ...
+
+    def release(
+        self,
+        generation: int,
+        ticket: int,
+        outcome: Outcome,
+        slow: bool = False,  # noqa: FBT001, FBT002
+    ) -> Probes | None:
+        """Give back ``ticket``'s slot with its outcome; ``None`` if it holds none."""
+        ...
+
+    def replace(self, generation: int, value: Value) -> bool:
+        """Store ``value`` if ``generation`` is still current; return whether it was."""
+        ...
+
+
+class _Tally:
+    """The counting of one generation in memory (mutated under the storage's lock)."""
+
+    __slots__ = ("leases", "probes", "streak", "window")
+
+    def __init__(self, streak: int) -> None:
+        self.streak = streak
+        self.window: Window | None = None
+        self.leases: dict[int, float] = {}  # ticket -> when its lease runs out (storage clock)
+        self.probes = Probes()
+
+
+class InMemoryStorage:
+    """Keep a breaker's value and counts in this process (the default storage).
+
+    Args:
+        clock: The storage's clock, in seconds (default ``time.monotonic``; the breaker passes
+            its own, so that a fake clock drives both).
+        window: The rate window to count closed calls in (``None``: failures in a row only).
+        lock: The re-entrant lock its operations run under (default: one of its own).
+    """
+
+    __slots__ = ("_clock", "_lock", "_stored_at", "_tally", "_value", "_window")
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        window: CountWindow | TimeWindow | None = None,
+        lock: threading.RLock | None = None,
+    ) -> None:
+        self._clock = clock
+        self._window = window
+        self._lock = threading.RLock() if lock is None else lock
+        self._value = INITIAL
+        self._stored_at = clock()
+        self._tally = _Tally(0)
+
+    def read(self) -> Reading:
+        """Return the current value, its age and its generation's counts; change nothing."""
+        with self._lock:
+            now = self._clock()
+            value, tally = self._value, self._tally
+            age = max(0.0, now - self._stored_at)
+            if value.state in COUNTING:
+                return Reading(value, age, self._counts(tally, now, peek=True))
+            if value.state is HALF_OPEN:
+                leases = tuple(sorted(until - now for until in tally.leases.values()))
+                return Reading(value, age, probes=tally.probes, leases=leases)
+            return Reading(value, age)
+
+    def record(
+        self,
+        generation: int,
+        failed: bool,  # noqa: FBT001
+        slow: bool = False,  # noqa: FBT001, FBT002
+        duration: float = 0.0,
+    ) -> Counts | None:
+        """Count one finished call of ``generation``; return the new counts, or ``None``."""
+        with self._lock:
+            value, tally = self._value, self._tally
+            if value.generation != generation or value.state not in COUNTING:
+                return None
+            tally.streak = tally.streak + 1 if failed else 0
+            now = self._clock()
+            if self._window is not None:
+                if tally.window is None:
+                    tally.window = self._window.new()
+                tally.window.record(failed, slow, now - duration, now)
+            return self._counts(tally, now, peek=False)
+
+    def _counts(self, tally: _Tally, now: float, *, peek: bool) -> Counts:
+        window = tally.window
+        if window is None:
+            return Counts(0, 0, 0, tally.streak) if tally.streak else _NO_COUNTS
+        totals = window.peek(now) if peek else window.counts(now)
+        return Counts(totals.calls, totals.failures, totals.slow_calls, tally.streak)
+
+    def acquire(
+        self, generation: int, ticket: int, probes: int, successes: int | None, lease: float
+    ) -> Probes | None:
+        """Take a half-open probe slot for ``ticket`` if one is free; ``None`` if stale."""
+        with self._lock:
+            value, tally = self._value, self._tally
+            if value.generation != generation or value.state is not HALF_OPEN:
+                return None
+            now = self._clock()
+            expired = self._expire(tally, now)
+            counts = tally.probes
+            undecided = (
+                counts.finished < probes
+                if successes is None
+                else counts.failures == 0 and counts.successes < successes
+            )
+            taken = counts.running + (counts.finished if successes is None else 0)
+            admitted = undecided and taken < probes
+            if admitted:
+                tally.leases[ticket] = now + lease
+            tally.probes = Probes(
+                counts.running + admitted, counts.successes, counts.failures, counts.slow
+            )
+            return Probes(
+                tally.probes.running,
+                counts.successes,
+                counts.failures,
+                counts.slow,
+                admitted,
+                expired,
+            )
+
+    def release(
+        self,
+        generation: int,
+        ticket: int,
+        outcome: Outcome,
+        slow: bool = False,  # noqa: FBT001, FBT002
+    ) -> Probes | None:
+        """Give back ``ticket``'s slot with its outcome; ``None`` if it holds none."""
+        with self._lock:
+            value, tally = self._value, self._tally
+            if value.generation != generation or value.state is not HALF_OPEN:
+                return None
+            expired = self._expire(tally, self._clock())
+            if tally.leases.pop(ticket, None) is None:
+                return None if not expired else Probes(*_fields(tally.probes), expired=expired)
+            counts = tally.probes
+            success = outcome is Outcome.SUCCESS
+            failure = outcome is Outcome.FAILURE
+            tally.probes = Probes(
+                counts.running - 1,
+                counts.successes + success,
+                counts.failures + failure,
+                counts.slow + (slow and outcome is not Outcome.NEUTRAL),
+            )
+            return Probes(*_fields(tally.probes), expired=expired)
+
+    def _expire(self, tally: _Tally, now: float) -> tuple[float, ...]:
+        """Drop the leases that ran out by ``now``, as failed probes; return how long ago."""
+        if not tally.leases:
+            return ()
+        ran_out = sorted((until, ticket) for ticket, until in tally.leases.items() if until <= now)
+        if not ran_out:
+            return ()
+        for _, ticket in ran_out:
+            del tally.leases[ticket]
+        counts = tally.probes
+        tally.probes = Probes(
+            counts.running - len(ran_out),
+            counts.successes,
+            counts.failures + len(ran_out),
+            counts.slow,
+        )
+        return tuple(now - until for until, _ in ran_out)
+
+    def replace(self, generation: int, value: Value) -> bool:
+        """Store ``value`` if ``generation`` is still current; return whether it was."""
+        with self._lock:
+            if self._value.generation != generation:
+                return False
+            self._value = value
+            self._stored_at = self._clock()
+            self._tally = _Tally(value.failures if value.state in COUNTING else 0)
+            return True
+
+    def rebase(self, clock: Callable[[], float]) -> None:
+        """Measure with ``clock`` from now on, keeping every age and lease (testing helpers).
+
+        A time window starts over: its buckets belong to the old clock's readings.
+        """
+        with self._lock:
+            shift = clock() - self._clock()
+            self._clock = clock
+            self._stored_at += shift
+            tally = self._tally
+            tally.leases = {ticket: until + shift for ticket, until in tally.leases.items()}
+            if isinstance(self._window, TimeWindow):
+                tally.window = None
+
+    def __repr__(self) -> str:
+        return f"<InMemoryStorage {self._value!r}>"
+
+
+def _fields(probes: Probes) -> tuple[int, int, int, int]:
+    return (probes.running, probes.successes, probes.failures, probes.slow)
