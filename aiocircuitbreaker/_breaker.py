@@ -199,9 +199,11 @@ class CircuitBreaker(Control):
             CircuitBreakerError: The call is rejected (counted, and reported to listeners).
         """
         ticket = self._admit()
-        if ticket is None:
-            self._count_rejection()
-            raise CircuitBreakerError(self)
+        if type(ticket) is not Ticket:
+            try:
+                raise ticket or CircuitBreakerError(self)
+            finally:  # not kept by this frame's traceback: no reference cycle
+                del ticket
         return ticket
 
     def finish(
@@ -273,9 +275,9 @@ class CircuitBreaker(Control):
 
     def _enter_block(self, frame: object) -> None:
         ticket = self.admit()
-        rare = self._get_rare()
+        live = self._get_live()
         with self._lock:
-            rare.blocks.append((frame, ticket))
+            live.blocks.append((frame, ticket))
         _entered.set((*_entered.get(), weakref.ref(ticket)))
 
     def _exit_block(self, frame: object, exc: BaseException | None) -> None:
@@ -287,9 +289,9 @@ class CircuitBreaker(Control):
         called by hand); failing both, the newest open block.
         """
         here = {id(t) for t in (ref() for ref in _entered.get()) if t is not None}
-        rare = self._get_rare()
+        live = self._get_live()
         with self._lock:
-            blocks = rare.blocks
+            blocks = live.blocks
             if not blocks:
                 msg = "CircuitBreaker.__exit__ without a matching __enter__"
                 raise RuntimeError(msg)

@@ -61,8 +61,8 @@ class Control(Engine):
         Inside ``testing.passthrough()`` a change by hand does nothing (``held`` is the
         helpers' own changes).
         """
-        rare = self._rare
-        if not held and rare is not None and any(pin for _, _, pin in rare.saved):
+        live = self._live
+        if not held and live is not None and any(pin for _, _, pin in live.saved):
             return self._view
         now = self._settings.clock()
         while True:
@@ -77,7 +77,7 @@ class Control(Engine):
         view = self._catch_up(now)
         value = view.value
         if value.state is HALF_OPEN and self._settings.half_open.max_duration is not None:
-            probes = self._get_storage().release(value.generation, 0, Outcome.NEUTRAL)
+            probes = self._get_live().storage.release(value.generation, 0, Outcome.NEUTRAL)
             if probes is not None and probes.expired:
                 self._judge_probes(view, probes, now, None)
                 view = self._catch_up(now)
@@ -89,8 +89,8 @@ class Control(Engine):
 
     def _current_failures(self, view: View) -> int:
         if view.value.state in COUNTING:
-            counts = self._get_storage().read().counts
-            return 0 if counts is None else counts.consecutive_failures
+            counts = self._get_live().storage.read().counts
+            return 0 if counts is None else counts[3]
         return view.value.failures
 
     def _enter(self, mode: State) -> Make:
@@ -112,10 +112,10 @@ class Control(Engine):
             TypeError: ``listener`` is not callable, or an event type is not an Event class.
         """
         added = subscription(listener, event_types)
-        rare = self._get_rare()
+        live = self._get_live()
         with self._lock:
-            kept = (s for s in rare.subscriptions if not same_listener(s.listener, listener))
-            rare.subscriptions = (*kept, added)
+            kept = (s for s in live.subscriptions if not same_listener(s.listener, listener))
+            live.subscriptions = (*kept, added)
         self._refresh_listeners()
 
     def remove_listener(self, listener: Listener) -> None:
@@ -124,11 +124,11 @@ class Control(Engine):
         Raises:
             ValueError: ``listener`` was not added to this breaker.
         """
-        rare = self._get_rare()
+        live = self._get_live()
         with self._lock:
-            kept = tuple(s for s in rare.subscriptions if not same_listener(s.listener, listener))
-            found = len(kept) != len(rare.subscriptions)
-            rare.subscriptions = kept
+            kept = tuple(s for s in live.subscriptions if not same_listener(s.listener, listener))
+            found = len(kept) != len(live.subscriptions)
+            live.subscriptions = kept
         if not found:
             msg = f"{listener!r} is not a listener of circuit breaker {self._name!r}"
             raise ValueError(msg)
@@ -146,7 +146,7 @@ class Control(Engine):
             value.state, value.generation, value.failures, view.deadline, view.since, (), reading
         )
         if value.state in COUNTING and reading.counts is not None:
-            as_of = _with(as_of, failures=reading.counts.consecutive_failures)
+            as_of = _with(as_of, failures=reading.counts[3])
         elif value.state is HALF_OPEN and reading.leases and reading.leases[0] <= 0:
             as_of = self._expired_as_of(as_of, now)
         if as_of.state is OPEN and now >= as_of.deadline:
@@ -185,7 +185,7 @@ class Control(Engine):
         having happened when they became due, and made by the next call as usual.
         """
         now = self._settings.clock()
-        counters = self._get_counters()
+        counters = self._get_live()
         as_of = self._as_of(now)
         with self._lock:
             total = counters.totals()
@@ -199,8 +199,11 @@ class Control(Engine):
             changed_at = at
             base = total  # nothing has finished in a period that no call has seen yet
         counts = as_of.reading.counts
-        if as_of.state in COUNTING and not as_of.steps and counts is not None and counts.calls:
-            rates: tuple[float | None, float | None] = (counts.failure_rate, counts.slow_call_rate)
+        if as_of.state in COUNTING and not as_of.steps and counts is not None and counts[0]:
+            rates: tuple[float | None, float | None] = (
+                counts[1] / counts[0],
+                counts[2] / counts[0],
+            )
         else:
             rates = last_rates
         return Statistics(
@@ -226,7 +229,7 @@ class Control(Engine):
 
         ``pin`` (``testing.passthrough()``): changes by hand do nothing until released.
         """
-        rare = self._get_rare()
+        live = self._get_live()
         saved: list[Saved] = []
 
         def make(view: View, now: float) -> Value:
@@ -245,16 +248,16 @@ class Control(Engine):
 
         self._change(make, f"testing.force_state({target.value!r})", quiet=pin, held=True)
         with self._lock:
-            rare.saved.append((token, saved[-1], pin))
+            live.saved.append((token, saved[-1], pin))
 
     def _release_hold(self, token: object, target: State) -> None:
         """Give back the state saved by :meth:`_hold` under ``token``."""
-        rare = self._get_rare()
+        live = self._get_live()
         with self._lock:
-            entries = [entry for entry in rare.saved if entry[0] is token]
+            entries = [entry for entry in live.saved if entry[0] is token]
             if not entries:
                 return
-            rare.saved.remove(entries[0])
+            live.saved.remove(entries[0])
         _, saved, pin = entries[0]
 
         def make(view: View, now: float) -> Value:

@@ -3,36 +3,29 @@
 Every way in (the wrappers, ``call()``, ``with`` blocks, integrations) goes through one
 primitive: :meth:`Engine._admit` gives a call its permit (a :class:`Ticket`, or ``None`` when
 the call is rejected) and :meth:`Engine._finish` reports how it ended. The wrappers' fast path
-is that primitive for the one case that needs no bookkeeping (closed, clean, unobserved): the
-engine keeps a :class:`Gate` in ``_fast`` exactly while a success would change nothing but its
-total, and the wrappers read that one attribute.
+is that primitive for the common case: while the breaker is closed, with no policy, no result
+predicate and no listener of call events, ``Engine._fast`` holds the generation's
+:class:`Gate`; a call admitted through it is finished by :func:`gate_failure` or by counting a
+success (and :func:`gate_success` when the gate says a failure streak is pending).
 
 Locking: each breaker has a lock (one of a small striped pool, so a breaker costs no lock
-object) under which the storage is called and the local view updated; nothing else runs under
-it. User callables (predicates, trip rules, the open duration, listeners, logging) run before
-or after, never while it is held.
+object), shared with its in-memory storage. Transitions, and the few updates that must agree
+with the storage's counts, happen under it; a failure of the default breaker needs none (the
+storage counts it in one atomic step). User callables (predicates, trip rules, the open
+duration, listeners, logging) run before or after, never while the lock is held.
 """
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from . import _core
-from ._core import (
-    CLOSED,
-    DISABLED,
-    FORCED_OPEN,
-    HALF_OPEN,
-    METRICS_ONLY,
-    OPEN,
-    Outcome,
-    Value,
-)
+from ._core import CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, METRICS_ONLY, OPEN, Outcome, Value
+from ._errors import CircuitBreakerError
 from ._events import CallFailed, CallNeutral, CallRejected, CallSucceeded, Event, deliver
 from ._reporting import Announcer
 from ._statistics import Counters
@@ -42,12 +35,61 @@ from ._ticket import NO_RESULT, Ticket, numbers
 if TYPE_CHECKING:
     from ._events import Subscription
     from ._settings import Settings
+    from ._storage import Tally as Counts
 
 __all__ = ["Engine", "Gate", "View"]
 
 SUCCESS, FAILURE, NEUTRAL = Outcome.SUCCESS, Outcome.FAILURE, Outcome.NEUTRAL
 EXPIRED = "a probe ran out of time (HalfOpen.max_duration)"
 _STRIPES = tuple(threading.RLock() for _ in range(64))
+_new_error = CircuitBreakerError.__new__  # (the engine fills in its rejection errors)
+_wall_clock = time.time  # for the error's raised_at (decisions use the breaker's clock)
+
+
+class Gate:
+    """The fast path's permit for one closed generation (see the module docstring).
+
+    It carries what a call through it needs, so that finishing one takes no further lookups:
+    the totals, the expected exceptions, the threshold and a failure counter: the storage's
+    lock-free one, or one that goes through ``record()`` for a storage without it. Each
+    ``next(counter)`` counts one failure and returns the streak before it.
+    ``dirty`` is true while a failure streak may be pending: a success must then reach the
+    storage to end it. It is set after a failure is counted, and cleared only under the lock,
+    right after a success ended the streak, so it is never false while a streak is pending.
+    """
+
+    __slots__ = (
+        "counter",
+        "dirty",
+        "expected",
+        "failures",
+        "generation",
+        "last",
+        "limit",
+        "neutral",
+        "successes",
+    )
+
+    def __init__(
+        self,
+        generation: int,
+        live: Live,
+        settings: Settings,
+        counter: Iterator[int],
+        *,
+        dirty: bool,
+    ) -> None:
+        self.generation = generation
+        self.successes = live.successes
+        self.failures = live.failures
+        self.neutral = live.neutral
+        self.expected = settings.expected
+        self.limit = settings.failure_threshold - 1  # the streak before a failure that trips
+        self.counter = counter
+        self.dirty = dirty
+        # The last failure through this gate (the breaker's, while the gate is current: see
+        # Engine._last_failure); a failure of an older generation lands on an older gate.
+        self.last: BaseException | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,37 +100,38 @@ class View:
         value: The stored value.
         deadline: When the open period ends (``OPEN``; ``HALF_OPEN`` keeps it for reporting).
         since: When this state began (for ``time_in_state``).
+        gate: The fast path's gate, for a closed generation that can have one.
     """
 
     value: Value
     deadline: float = 0.0
     since: float = 0.0
-
-
-class Gate:
-    """The fast path's permit, in ``Engine._fast`` while a success would change nothing.
-
-    That is while the breaker is closed, has no failure pending, needs no per-call bookkeeping
-    (no policy, no result predicate) and has no listener of call events.
-    """
-
-    __slots__ = ("generation", "successes")
-
-    def __init__(self, generation: int, successes: itertools.count[int]) -> None:
-        self.generation = generation
-        self.successes = successes
+    gate: Gate | None = None
 
 
 _INITIAL_VIEW = View(_core.INITIAL)
 
 
-class _Rare:
-    """What few breakers ever use, kept out of the breaker itself to keep it small."""
+class Live(Counters):
+    """What a breaker needs once it is used (made on first use, to keep unused ones small)."""
 
-    __slots__ = ("blocks", "opening", "pending", "saved", "subscriptions")
+    __slots__ = (
+        "blocks",
+        "last_failure",
+        "listeners",
+        "opening",
+        "pending",
+        "saved",
+        "storage",
+        "subscriptions",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, now: float, storage: Storage) -> None:
+        super().__init__(now)
+        self.storage = storage
+        self.last_failure: BaseException | None = None
         self.subscriptions: tuple[Subscription, ...] = ()  # the breaker's own listeners
+        self.listeners: tuple[Subscription, ...] = ()  # those (own and global) of call events
         self.blocks: list[tuple[object, Ticket]] = []  # open `with` blocks: (frame, ticket)
         self.opening = -1  # the generation whose opening a thread is deciding now
         # (generation, seconds): the open duration asked for the opening after that generation
@@ -103,146 +146,184 @@ class Engine(Announcer):
     __slots__ = (
         "__dict__",
         "__weakref__",
-        "_counters",
         "_fast",
-        "_last_failure",
-        "_listeners",
+        "_live",
         "_lock",
         "_name",
-        "_rare",
         "_settings",
-        "_storage",
         "_view",
     )
 
     _settings: Settings
     _name: str | None
-    _storage: Storage | None  # None: an in-memory one, made on first need
     _fast: Gate | None
     _view: View
-    _counters: Counters  # made on first use (see _get_counters)
-    _listeners: tuple[Subscription, ...]  # subscriptions wanting call events (own and global)
-    _last_failure: BaseException | None
-    _rare: _Rare | None
+    _live: Live | None
 
     def _start_engine(self, settings: Settings, storage: Storage | None) -> None:
         self._settings = settings
-        self._storage = storage
         self._lock = _STRIPES[id(self) >> 4 & 63]
         self._view = _INITIAL_VIEW
-        self._fast = None  # the first call makes the counters, and the gate with them
-        self._listeners = ()
-        self._last_failure = None
-        self._rare = None
+        self._fast = None  # opened with the first use (see _get_live)
+        self._live = None
+        if storage is not None:
+            self._make_live(storage)
 
-    # -- pieces made on first use -------------------------------------------------------------
+    # -- what is made on first use ------------------------------------------------------------
 
-    def _get_storage(self) -> Storage:
-        storage = self._storage
-        if storage is None:
-            with self._lock:
-                storage = self._storage
-                if storage is None:
-                    policy = self._settings.policy
-                    storage = self._storage = InMemoryStorage(
-                        clock=self._settings.clock,
-                        window=None if policy is None else policy.window,
-                        lock=self._lock,
-                    )
-        return storage
+    def _get_live(self) -> Live:
+        live = self._live
+        if live is None:
+            live = self._make_live(None)
+        return live
 
-    def _get_counters(self) -> Counters:
-        try:
-            return self._counters
-        except AttributeError:
-            with self._lock:
-                try:
-                    return self._counters
-                except AttributeError:
-                    # The fast path opens at the first success recorded under the lock.
-                    counters = self._counters = Counters(self._settings.clock())
-                    return counters
+    def _make_live(self, storage: Storage | None) -> Live:
+        with self._lock:
+            live = self._live
+            if live is not None:
+                return live
+            settings = self._settings
+            if storage is None:
+                policy = settings.policy
+                storage = InMemoryStorage(
+                    clock=settings.clock,
+                    window=None if policy is None else policy.window,
+                    lock=self._lock,
+                )
+            now = settings.clock()
+            live = self._live = Live(now, storage)
+            reading = storage.read()
+            self._set_view(reading.value, now - reading.age, counts=reading.counts)
+            return live
+
+    @property
+    def _last_failure(self) -> BaseException | None:
+        live = self._live
+        if live is None:
+            return None
+        gate = self._view.gate
+        if gate is not None and gate.last is not None:
+            return gate.last
+        return live.last_failure
+
+    @_last_failure.setter
+    def _last_failure(self, failure: BaseException | None) -> None:
+        self._get_live().last_failure = failure
+        gate = self._view.gate
+        if gate is not None:
+            gate.last = None
 
     @property
     def _pending(self) -> tuple[int, float] | None:
-        return self._get_rare().pending
+        return self._get_live().pending
 
     @_pending.setter
     def _pending(self, pending: tuple[int, float] | None) -> None:
-        self._get_rare().pending = pending
+        self._get_live().pending = pending
+
+    def _listeners(self) -> tuple[Subscription, ...]:
+        live = self._live
+        return () if live is None else live.listeners
 
     def _own_subscriptions(self) -> tuple[Subscription, ...]:
-        rare = self._rare
-        return () if rare is None else rare.subscriptions
-
-    def _get_rare(self) -> _Rare:
-        rare = self._rare
-        if rare is None:
-            with self._lock:
-                rare = self._rare
-                if rare is None:
-                    rare = self._rare = _Rare()
-        return rare
+        live = self._live
+        return () if live is None else live.subscriptions
 
     # -- the local view (under the lock) ------------------------------------------------------
 
-    def _set_view(self, value: Value, now: float, *, since: float | None = None) -> View:
-        """Make ``value``, stored at ``now``, the breaker's view (the lock is held)."""
-        view = self._view = View(value, now + value.open_for, now if since is None else since)
-        self._update_gate(clean=value.failures == 0)
+    def _set_view(
+        self, value: Value, stored_at: float, *, since: float | None = None, counts: Any = None
+    ) -> View:
+        """Make ``value``, stored at ``stored_at``, the breaker's view (the lock is held)."""
+        gate = None
+        live = self._live
+        old = self._view.gate
+        if live is not None and old is not None and old.last is not None:
+            live.last_failure = old.last  # the gate retires: the breaker keeps its last failure
+        if value.state is CLOSED and self._settings.simple and live is not None:
+            pending = value.failures if counts is None else counts[3]
+            counter = _failure_counter(live.storage, value.generation)
+            gate = Gate(value.generation, live, self._settings, counter, dirty=pending > 0)
+        view = self._view = View(
+            value, stored_at + value.open_for, stored_at if since is None else since, gate
+        )
+        self._fast = None if live is None or live.listeners else gate
         return view
-
-    def _update_gate(self, *, clean: bool) -> None:
-        """Open or shut the fast path for the current view (the lock is held)."""
-        value = self._view.value
-        try:
-            counters = self._counters
-        except AttributeError:
-            self._fast = None
-            return
-        if value.state is CLOSED and clean and self._settings.simple and not self._listeners:
-            gate = self._fast
-            if gate is None or gate.generation != value.generation:
-                self._fast = Gate(value.generation, counters.successes)
-        else:
-            self._fast = None
 
     def _refresh_listeners(self) -> None:
         """Recompute which listeners want call events after one was added or removed."""
+        live = self._get_live()
         with self._lock:
-            self._listeners = tuple(s for s in self._subscriptions() if s.wants_calls)
-            counts = self._get_storage().read().counts
-            self._update_gate(clean=counts is not None and counts.consecutive_failures == 0)
+            live.listeners = tuple(s for s in self._subscriptions() if s.wants_calls)
+            self._fast = None if live.listeners else self._view.gate
 
     def _refresh(self, now: float) -> View:
         """Read the storage again (another writer moved it on); return the new view."""
-        reading = self._get_storage().read()
+        reading = self._get_live().storage.read()
         with self._lock:
             view = self._view
             if reading.value.generation != view.value.generation:
-                view = self._set_view(reading.value, now - reading.age)
+                view = self._set_view(reading.value, now - reading.age, counts=reading.counts)
             return view
 
     # -- admission ----------------------------------------------------------------------------
 
-    def _admit(self) -> Ticket | None:
-        """Return a new call's ticket, or ``None`` if the call is rejected."""
+    def _admit(self, refused: bool = False) -> Ticket | CircuitBreakerError | None:  # noqa: FBT001, FBT002
+        """Admit a new call: return its ticket, or the rejection.
+
+        A rejection is counted and reported, then returned as the error to raise, or as
+        ``None`` when the fallback answers it. (It is returned, not raised, for speed: a frame
+        an exception passes through has to be kept for its traceback.) ``refused``: the call
+        is rejected whatever the state (an overridden ``opened`` said so).
+        """
         view = self._view
-        state = view.value.state
-        if state is CLOSED or state is METRICS_ONLY:
-            return Ticket(self, view.value.generation, None, self._start())  # type: ignore[arg-type]
-        if state is DISABLED:
-            return Ticket(self, view.value.generation, counted=False)  # type: ignore[arg-type]
-        if state is FORCED_OPEN:
+        value = view.value
+        state = value.state
+        settings = self._settings
+        if state is OPEN and not refused:
+            now = settings.clock()
+            if now >= view.deadline:
+                ticket = self._admit_probe(now)
+                if ticket is not None:
+                    return ticket
+                view = self._view
+                value = view.value
+        elif refused or state is FORCED_OPEN:
+            now = settings.clock()
+        elif state is CLOSED or state is METRICS_ONLY:
+            if self._live is None:
+                self._get_live()
+                value = self._view.value
+            return Ticket(self, value.generation, None, self._start())  # type: ignore[arg-type]
+        elif state is DISABLED:
+            return Ticket(self, value.generation, counted=False)  # type: ignore[arg-type]
+        else:  # half-open
+            now = settings.clock()
+            ticket = self._admit_probe(now)
+            if ticket is not None:
+                return ticket
+            view = self._view
+            value = view.value
+        live = self._live or self._get_live()
+        next(live.rejected)
+        if live.listeners:
+            event = CallRejected(self, settings.clock(), value.state)  # type: ignore[arg-type]
+            deliver(live.listeners, event)
+        if settings.fallback is not None:
             return None
-        now = self._settings.clock()
-        if state is OPEN and now < view.deadline:
-            return None
-        return self._admit_probe(now)
+        error = _new_error(CircuitBreakerError)
+        error.circuit_breaker = self  # type: ignore[assignment]
+        error.name = self._name
+        error.failure_count = value.failures
+        error.open_remaining = view.deadline - now
+        gate = view.gate  # (only a call refused while closed finds one)
+        error.last_failure = live.last_failure if gate is None else self._last_failure
+        error.raised_at = _wall_clock()
+        return error
 
     def _start(self) -> float | None:
         """Return when a call starts, if anything needs its duration."""
-        if self._settings.clocked or self._listeners:
+        if self._settings.clocked or self._listeners():
             return self._settings.clock()
         return None
 
@@ -252,10 +333,10 @@ class Engine(Announcer):
             view = self._catch_up(now)
             value = view.value
             if value.state is not HALF_OPEN:
-                return None if value.state in (OPEN, FORCED_OPEN) else self._admit()
+                return None if value.state in (OPEN, FORCED_OPEN) else self._admit_again()
             half_open = self._settings.half_open
             number = next(numbers)
-            probes = self._get_storage().acquire(
+            probes = self._get_live().storage.acquire(
                 value.generation,
                 number,
                 half_open.probes,
@@ -271,22 +352,25 @@ class Engine(Announcer):
                     continue  # it may have reopened, for a period that is already over
             if not probes.admitted:
                 return None
-            started = now if self._settings.clocked or self._listeners else None
+            started = now if self._settings.clocked or self._listeners() else None
             return Ticket(self, value.generation, number, started)  # type: ignore[arg-type]
         return None  # pragma: no cover - only a storage changed by others at every look
+
+    def _admit_again(self) -> Ticket | None:
+        """Admit a call that found the breaker changed meanwhile (closed, or in a mode)."""
+        view = self._view
+        state = view.value.state
+        if state is CLOSED or state is METRICS_ONLY:
+            return Ticket(self, view.value.generation, None, self._start())  # type: ignore[arg-type]
+        return Ticket(self, view.value.generation, counted=False)  # type: ignore[arg-type]
 
     def _catch_up(self, now: float) -> View:
         """Make the open periods that ended by ``now`` half-open; return the view after."""
         view = self._view
         while view.value.state is OPEN and now >= view.deadline:
             new = _core.half_opened(view.value, now - view.deadline)
-            view = self._transition(
-                view,
-                new,
-                now,
-                "the open period is over; admitting probes",
-                at=view.deadline,
-            )
+            reason = "the open period is over; admitting probes"
+            view = self._transition(view, new, now, reason, at=view.deadline)
         return view
 
     # -- outcomes -----------------------------------------------------------------------------
@@ -310,27 +394,25 @@ class Engine(Announcer):
             outcome = self._judge(exc, result)
         now = settings.clock() if started is not None else None
         duration = 0.0 if now is None or started is None else now - started
-        slow = (
-            outcome is not NEUTRAL
-            and settings.clocked
-            and (limit := settings.slow_call_duration) is not None
-            and duration > limit
-        )
-        counters = self._get_counters()
+        limit = settings.slow_call_duration
+        slow = outcome is not NEUTRAL and limit is not None and now is not None and duration > limit
+        live = self._get_live()
         if outcome is SUCCESS:
-            next(counters.successes)
+            next(live.successes)
         elif outcome is FAILURE:
-            next(counters.failures)
+            next(live.failures)
         else:
-            next(counters.neutral)
+            next(live.neutral)
         if slow:
-            next(counters.slow)
+            next(live.slow)
         failure = exc if outcome is FAILURE else None
         if probe is not None:
             self._release(generation, probe, outcome, slow=slow, failure=failure)
-        elif outcome is not NEUTRAL:
-            self._record(generation, outcome, slow=slow, duration=duration, failure=failure)
-        if started is not None and now is not None and self._listeners:
+        elif outcome is FAILURE:
+            self._record_failure(generation, failure, slow, duration)
+        elif outcome is SUCCESS:
+            self._record_success(generation, slow, duration)
+        if now is not None and live.listeners:
             self._report(outcome, now, duration, exc)
         return outcome
 
@@ -361,49 +443,77 @@ class Engine(Announcer):
         try:
             return bool(predicate(type(exc), exc))
         except Exception:  # noqa: BLE001 - logged by _log_fault; the call's exception stands
-            self._log_fault(
-                "expected_exception predicate",
-                f"treating the call's {type(exc).__name__} as neutral",
-            )
+            what = f"treating the call's {type(exc).__name__} as neutral"
+            self._log_fault("expected_exception predicate", what)
             return False
 
-    def _record(
+    def _gate_success(self, gate: Gate) -> None:
+        """Finish a call admitted through ``gate`` that succeeded while a streak was pending."""
+        self._record_success(gate.generation, False, 0.0)  # noqa: FBT003 - (already counted)
+
+    def _record_failure(
         self,
         generation: int,
-        outcome: Outcome,
-        *,
-        slow: bool,
-        duration: float,
         failure: BaseException | None,
+        slow: bool = False,  # noqa: FBT001, FBT002
+        duration: float = 0.0,
     ) -> None:
-        """Count a finished call of a counting generation; trip the breaker if it must."""
-        failed = outcome is FAILURE
+        """Count a failure of a counting generation; trip the breaker if it must.
+
+        No lock: the storage counts it in one step, and the gate is marked dirty after (a
+        success clears that mark only under the lock, after ending the streak).
+        """
+        live = self._get_live()
+        counts = live.storage.record(generation, True, slow, duration)  # noqa: FBT003
+        if counts is None:
+            return  # an outcome of an older generation changes nothing
+        view = self._view
+        value = view.value
+        if value.generation != generation:
+            return
+        gate = view.gate
+        if gate is not None:
+            gate.dirty = True
+        if failure is not None:
+            live.last_failure = failure
+            if gate is not None:
+                gate.last = None
+        if value.state is CLOSED:  # metrics-only records the same way, and never trips
+            if self._settings.policy is not None:
+                self._policy_trip(view, counts, failure)
+            else:
+                self._streak_trip(view, counts[3], failure)
+
+    def _streak_trip(self, view: View, streak: int, failure: BaseException | None) -> None:
+        """Open the breaker if a failure streak of ``streak`` reached the threshold."""
+        if streak >= self._settings.failure_threshold:
+            reason = f"{streak} consecutive failure{'' if streak == 1 else 's'}"
+            self._open_from(view, streak, failure, reason, (0, 0, 0, streak))
+
+    def _record_success(self, generation: int, slow: bool, duration: float) -> None:  # noqa: FBT001
+        """Count a success of a counting generation (it ends the failure streak)."""
+        live = self._get_live()
         with self._lock:
-            counts = self._get_storage().record(generation, failed, slow, duration)
+            counts = live.storage.record(generation, False, slow, duration)  # noqa: FBT003
             view = self._view
             if counts is None or view.value.generation != generation:
-                return  # an outcome of an older generation changes nothing
-            if failed:
-                if failure is not None:
-                    self._last_failure = failure
-            else:
-                self._last_failure = None  # the failure streak is over, as in 2.x
-            self._update_gate(clean=counts.consecutive_failures == 0)
-        if view.value.state is not CLOSED:
-            return  # metrics-only records the same way, and never trips
-        policy = self._settings.policy
-        if policy is None:
-            if not failed or counts.consecutive_failures < self._settings.failure_threshold:
                 return
-            failures = counts.consecutive_failures
-            reason = f"{failures} consecutive failure{'' if failures == 1 else 's'}"
-        elif policy.should_trip(
-            counts.calls, counts.failures, counts.slow_calls, counts.consecutive_failures
-        ):
+            live.last_failure = None  # the failure streak is over, as in 2.x
+            gate = view.gate
+            if gate is not None:
+                gate.counter = _failure_counter(live.storage, generation)  # a new streak
+                gate.dirty = counts[3] > 0
+                gate.last = None
+        if view.value.state is CLOSED and self._settings.policy is not None:
+            self._policy_trip(view, counts, None)
+
+    def _policy_trip(self, view: View, counts: Counts, failure: BaseException | None) -> None:
+        """Open the breaker if its rate policy says ``counts`` trip it."""
+        policy = self._settings.policy
+        assert policy is not None
+        if policy.should_trip(*counts):
             reason = "the rate policy tripped"
-        else:
-            return
-        self._open_from(view, counts.consecutive_failures, failure, reason, counts)
+            self._open_from(view, counts[3], failure, reason, counts)
 
     def _release(
         self,
@@ -415,13 +525,14 @@ class Engine(Announcer):
         failure: BaseException | None,
     ) -> None:
         """Give back a probe's slot with its outcome, and decide what the probes say."""
+        live = self._get_live()
         with self._lock:
-            probes = self._get_storage().release(generation, probe, outcome, slow)
+            probes = live.storage.release(generation, probe, outcome, slow)
             view = self._view
             if probes is None or view.value.generation != generation:
                 return  # not a probe of this half-open period (or its time had run out)
             if failure is not None:
-                self._last_failure = failure
+                live.last_failure = failure
         self._judge_probes(view, probes, self._settings.clock(), failure)
 
     def _judge_probes(
@@ -436,12 +547,12 @@ class Engine(Announcer):
             policy = self._settings.policy
             assert policy is not None  # judge_by_rate is refused without a policy
             # The probe whose outcome completed the set decides, as of when it came in.
-            completed_at = now - probes.expired[-1] if probes.expired else now
+            at = now - probes.expired[-1] if probes.expired else now
             if policy.should_trip(
                 probes.finished, probes.failures, probes.slow, 0, ignore_minimum=True
             ):
                 reason = EXPIRED if probes.expired else "half-open probe failure"
-                self._reopen(view, value.failures + probes.failures, failure, reason, completed_at)
+                self._reopen(view, value.failures + probes.failures, failure, reason, at)
             else:
                 closing = _core.closed(value)
                 self._transition(view, closing, now, "half-open probe success", forget=not failure)
@@ -465,17 +576,17 @@ class Engine(Announcer):
         failures: int,
         failure: BaseException | None,
         reason: str,
-        counts: Any,
+        counts: Counts | None,
         *,
         at: float | None = None,
     ) -> None:
         """Open the breaker from ``view`` (if no other thread is already doing it)."""
         generation = view.value.generation
-        rare = self._get_rare()
+        live = self._get_live()
         with self._lock:
-            if rare.opening == generation or self._view is not view:
+            if live.opening == generation or self._view is not view:
                 return  # another thread decides this opening, or the breaker moved on
-            rare.opening = generation
+            live.opening = generation
         now = self._settings.clock()
         at = now if at is None else at
         seconds = self._ask_open_duration(view.value, failure)
@@ -490,7 +601,7 @@ class Engine(Announcer):
         reason: str,
         *,
         at: float | None = None,
-        counts: Any = None,
+        counts: Counts | None = None,
         manual: bool = False,
         quiet: bool = False,
         forget: bool = False,
@@ -501,32 +612,23 @@ class Engine(Announcer):
         """
         at = now if at is None else min(at, now)
         old = view.value
+        live = self._get_live()
         with self._lock:
-            if self._view is not view or not self._get_storage().replace(old.generation, new):
-                stale = True
-            else:
-                stale = False
-                counters = self._get_counters()
-                counters.changed(old.state, new.state, at)
-                if counts is not None and counts.calls:
-                    counters.last_rates = (counts.failure_rate, counts.slow_call_rate)
-                if new.state is CLOSED and (manual or forget):
-                    self._last_failure = None
+            stored = self._view is view and live.storage.replace(old.generation, new)
+            if stored:
+                live.changed(old.state, new.state, at)
+                if counts is not None and counts[0]:
+                    live.last_rates = (counts[1] / counts[0], counts[2] / counts[0])
                 view = self._set_view(new, now, since=at)
-        if stale:
+                if new.state is CLOSED and (manual or forget):
+                    live.last_failure = None
+        if not stored:
             return self._refresh(now)
         if not quiet:
             self._announce(old, view, reason, now, manual=manual)
         return view
 
     # -- rejections and reports ---------------------------------------------------------------
-
-    def _count_rejection(self) -> None:
-        """Count a rejected call, and tell the listeners."""
-        next(self._get_counters().rejected)
-        if self._listeners:
-            view = self._view
-            deliver(self._listeners, CallRejected(self, self._settings.clock(), view.value.state))  # type: ignore[arg-type]
 
     def _report(
         self, outcome: Outcome, now: float, duration: float, exc: BaseException | None
@@ -539,28 +641,63 @@ class Engine(Announcer):
             event = CallFailed(self, now, duration, exc)  # type: ignore[arg-type]
         else:
             event = CallNeutral(self, now, duration, exc)  # type: ignore[arg-type]
-        deliver(self._listeners, event)
+        deliver(self._get_live().listeners, event)
 
     def _read(self) -> tuple[Reading, View]:
         """Return the storage's reading and the view, taken together."""
+        live = self._get_live()
         with self._lock:
-            return self._get_storage().read(), self._view
+            return live.storage.read(), self._view
 
 
 # -- the primitive as the wrappers use it (functions of this module: the engine's own state) --
 
 
-def admit(breaker: Engine) -> Ticket | None:
-    """Return a call's ticket, or ``None`` (counted and reported) if it is rejected."""
-    ticket = breaker._admit()
-    if ticket is None:
-        breaker._count_rejection()
-    return ticket
+# The primitive's entry points for the wrappers (called with the breaker first):
+admit = Engine._admit  # (breaker[, refused]) -> Ticket, or the error to raise, or None
+gate_success = Engine._gate_success  # (breaker, gate): a success through a dirty gate
 
 
-def count_rejection(breaker: Engine) -> None:
-    """Count a call turned away before admission (an overridden ``opened`` said so)."""
-    breaker._count_rejection()
+def gate_failure(breaker: Engine, gate: Gate, exc: BaseException) -> None:
+    """Finish a call admitted through ``gate`` that raised ``exc``.
+
+    The engine's failure recording (``_record_failure``) for the one case the gate serves, in
+    the fewest steps: the gate's counter, and the last failure kept on the gate.
+    """
+    if not isinstance(exc, gate.expected) and not breaker._is_failure(exc):
+        next(gate.neutral)
+        return
+    next(gate.failures)
+    gate.last = exc
+    streak = next(gate.counter)
+    gate.dirty = True
+    if streak >= gate.limit:
+        view = breaker._view
+        if view.gate is gate:  # else: of an older generation, or of a streak already ended
+            breaker._streak_trip(view, streak + 1, exc)
+
+
+def _failure_counter(storage: Storage, generation: int) -> Iterator[int]:
+    """Return the gate's failure counter: the storage's lock-free one, or ``record()``."""
+    counter = getattr(storage, "failure_counter", None)
+    found: Iterator[int] | None = None if counter is None else counter(generation)
+    return _ThroughRecord(storage, generation) if found is None else found
+
+
+class _ThroughRecord:
+    """A failure counter for a storage without a lock-free one: ``record()`` each failure."""
+
+    __slots__ = ("generation", "storage")
+
+    def __init__(self, storage: Storage, generation: int) -> None:
+        self.storage, self.generation = storage, generation
+
+    def __iter__(self) -> _ThroughRecord:
+        return self
+
+    def __next__(self) -> int:
+        counts = self.storage.record(self.generation, True)  # noqa: FBT003
+        return -1 if counts is None else counts[3] - 1  # -1: stale, it trips nothing
 
 
 def finish(
@@ -577,33 +714,9 @@ def finish(
         )
 
 
-def fast_failure(breaker: Engine, gate: Gate, exc: BaseException) -> None:
-    """Report an exception raised by a call admitted through the gate."""
-    breaker._finish(gate.generation, None, None, exc)
-
-
-def late_success(breaker: Engine, gate: Gate) -> None:
-    """Record a success through the gate (already counted) that the gate closed behind."""
-    breaker._record(gate.generation, SUCCESS, slow=False, duration=0.0, failure=None)
-
-
 def refresh_listeners(breaker: Engine) -> None:
     """Recompute which listeners want ``breaker``'s call events (the global ones changed)."""
     breaker._refresh_listeners()
-
-
-def describe(breaker: Engine) -> tuple[str | None, int, float, BaseException | None]:
-    """Return what a rejection reports: name, failure count, seconds left, last failure.
-
-    Read from the view for a breaker that rejects (no storage read on that path); a breaker
-    that admits calls (an error raised by hand) reports its current count and 0.0.
-    """
-    view = breaker._view
-    value = view.value
-    name, last = breaker._name, breaker._last_failure
-    if value.state is OPEN or value.state is FORCED_OPEN or value.state is HALF_OPEN:
-        return name, value.failures, view.deadline - breaker._settings.clock(), last
-    return name, breaker.failure_count, 0.0, last  # type: ignore[attr-defined]
 
 
 def rebase(breaker: Engine, clock: Callable[[], float]) -> Callable[[], float]:
@@ -612,7 +725,8 @@ def rebase(breaker: Engine, clock: Callable[[], float]) -> Callable[[], float]:
     Raises:
         TypeError: the breaker keeps its state outside this process.
     """
-    storage = breaker._get_storage()
+    live = breaker._get_live()
+    storage = live.storage
     if not isinstance(storage, InMemoryStorage):
         msg = f"only breakers with in-memory storage can change clocks, not {storage!r}"
         raise TypeError(msg)
@@ -623,7 +737,6 @@ def rebase(breaker: Engine, clock: Callable[[], float]) -> Callable[[], float]:
         storage.rebase(clock)
         breaker._settings = replace(settings, clock=clock)
         view = breaker._view
-        breaker._view = View(view.value, view.deadline + shift, view.since + shift)
-        with contextlib.suppress(AttributeError):  # no counters yet: nothing measured
-            breaker._counters.changed_at += shift
+        breaker._view = replace(view, deadline=view.deadline + shift, since=view.since + shift)
+        live.changed_at += shift
     return old

@@ -17,8 +17,6 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from ._engine import describe
-
 if TYPE_CHECKING:
     from ._breaker import CircuitBreaker
 
@@ -40,17 +38,18 @@ class CircuitBreakerError(Exception):
         open_remaining: Seconds until the breaker admitted a probe (zero or negative when it
             was already due; infinite when it was forced open).
         last_failure: The exception of the breaker's last counted failure.
+        raised_at: When it was made, as a wall-clock time (``time.time()``).
     """
 
     # Slots, not a __dict__: an exception's instance dict makes each rejection several times
     # slower, and rejections are the path an open breaker takes for every call.
     __slots__ = (
-        "_raised_at",
         "circuit_breaker",
         "failure_count",
         "last_failure",
         "name",
         "open_remaining",
+        "raised_at",
     )
 
     circuit_breaker: CircuitBreaker | None
@@ -58,16 +57,18 @@ class CircuitBreakerError(Exception):
     failure_count: int
     open_remaining: float
     last_failure: BaseException | None
+    raised_at: float
 
     def __init__(self, circuit_breaker: CircuitBreaker, *args: object) -> None:
         # BaseException.__new__ has stored every argument in self.args; keep only the message
         # arguments, as super().__init__(*args) would (but cheaper).
         self.args = args
         self.circuit_breaker = circuit_breaker
-        self.name, self.failure_count, self.open_remaining, self.last_failure = describe(
-            circuit_breaker
-        )
-        self._raised_at = _wall_clock()
+        self.name = circuit_breaker.name
+        self.failure_count = circuit_breaker.failure_count
+        self.open_remaining = circuit_breaker.open_remaining
+        self.last_failure = circuit_breaker.last_failure
+        self.raised_at = _wall_clock()
 
     @property
     def open_until(self) -> datetime:
@@ -75,7 +76,7 @@ class CircuitBreakerError(Exception):
 
         ``datetime.max`` (UTC) when it was forced open: it admits none until released.
         """
-        raised = datetime.fromtimestamp(self._raised_at, timezone.utc)
+        raised = datetime.fromtimestamp(self.raised_at, timezone.utc)
         try:
             return raised + timedelta(seconds=self.open_remaining)
         except OverflowError:  # beyond what a datetime holds (or forced open: infinite)
@@ -99,7 +100,7 @@ class CircuitBreakerError(Exception):
             "failure_count": self.failure_count,
             "last_failure": self.last_failure,
             "open_remaining": self.open_remaining,
-            "_raised_at": self._raised_at,
+            "raised_at": self.raised_at,
             **getattr(self, "__dict__", {}),  # __notes__, and anything else set on it
         }
         return (_unpickle, (type(self), self.args, state))

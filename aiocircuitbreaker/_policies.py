@@ -14,9 +14,10 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Real
+from typing import NamedTuple
 
 from ._config import check_count, check_seconds
-from ._windows import CountWindow, TimeWindow, WindowCounts
+from ._windows import CountWindow, TimeWindow
 
 __all__ = ["Backoff", "Counts", "HalfOpen", "OpenDuration", "RatePolicy"]
 
@@ -34,9 +35,10 @@ def _check_rate(parameter: str, value: object, *, optional: bool) -> None:
         raise ValueError(msg)
 
 
-@dataclass(frozen=True, slots=True)
-class Counts(WindowCounts):
+class Counts(NamedTuple):
     """What a trip rule sees: the window's counts, plus the current run of failures.
+
+    A named tuple (cheap to make: storages answer one per recorded call).
 
     Attributes:
         calls: Calls recorded in the window (successes, failures; neutral outcomes are not).
@@ -47,7 +49,20 @@ class Counts(WindowCounts):
     ``failure_rate`` and ``slow_call_rate`` are the window's rates (0.0 with no calls).
     """
 
+    calls: int
+    failures: int
+    slow_calls: int
     consecutive_failures: int
+
+    @property
+    def failure_rate(self) -> float:
+        """Failures / calls, from 0.0 to 1.0 (0.0 with no calls)."""
+        return self.failures / self.calls if self.calls else 0.0
+
+    @property
+    def slow_call_rate(self) -> float:
+        """Slow calls / calls, from 0.0 to 1.0 (0.0 with no calls)."""
+        return self.slow_calls / self.calls if self.calls else 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,17 +13,9 @@ import itertools
 from dataclasses import dataclass
 
 from ._core import OPEN, State
+from ._counting import count_value as value
 
 __all__ = ["CallCounts", "Counters", "Statistics"]
-
-
-def value(counter: itertools.count[int]) -> int:
-    """Return how far an ``itertools.count()`` has counted, without advancing it.
-
-    A count can only be read through its repr, ``count(N)``; this is for reads (statistics,
-    state changes), never for the per-call paths, which only advance counts.
-    """
-    return int(repr(counter)[6:-1])
 
 
 @dataclass(frozen=True, slots=True)

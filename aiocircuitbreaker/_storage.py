@@ -10,11 +10,13 @@ for anything but the store itself.
 ``read() -> Reading``
     The value, its age (seconds since it was stored, by the storage's clock), and the counts of
     its generation. A read changes nothing (a time window is not moved by it).
-``record(generation, failed, slow, duration) -> Counts | None``
+``record(generation, failed, slow, duration) -> Tally | None``
     Count one finished call of a counting generation (closed or metrics-only): a failure or a
     success, slow or not, that took ``duration`` seconds (a time window credits it to the
-    moment it started: now minus ``duration``). Returns the new counts, or ``None`` when
-    ``generation`` is not the current one (a stale outcome: nothing changes).
+    moment it started: now minus ``duration``). Returns the new counts as a tuple ``(calls,
+    failures, slow_calls, consecutive_failures)`` (calls, failures and slow calls in the rate
+    window, zero without one; a ``Counts`` is such a tuple), or ``None`` when ``generation`` is
+    not the current one (a stale outcome: nothing changes).
 ``acquire(generation, ticket, probes, successes, lease) -> Probes | None``
     Take a half-open probe slot for ``ticket`` if the half-open period is still undecided and
     a slot is free: at most ``probes`` run at once and, when ``successes`` is ``None`` (probes
@@ -42,19 +44,29 @@ operations under one re-entrant lock, which the breaker shares.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from ._core import COUNTING, HALF_OPEN, INITIAL, Outcome, Value
+from ._core import CLOSED, HALF_OPEN, INITIAL, METRICS_ONLY, Outcome, State, Value
+from ._counting import count_value
 from ._policies import Counts
 from ._windows import CountWindow, TimeWindow, Window
 
-__all__ = ["InMemoryStorage", "Probes", "Reading", "Storage"]
+__all__ = ["InMemoryStorage", "Probes", "Reading", "Storage", "Tally"]
 
-_NO_COUNTS = Counts(0, 0, 0, 0)
+Tally = tuple[int, int, int, int]
+"""A generation's counts: ``(calls, failures, slow_calls, consecutive_failures)``."""
+
+_NO_COUNTS: Tally = (0, 0, 0, 0)
+
+
+def _counting_state(state: State) -> bool:
+    """Whether calls of a generation in ``state`` are counted (closed, or metrics-only)."""
+    return state is CLOSED or state is METRICS_ONLY  # (identity: hashing an enum costs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +110,7 @@ class Reading:
 
     value: Value
     age: float
-    counts: Counts | None = None
+    counts: Tally | None = None
     probes: Probes | None = None
     leases: tuple[float, ...] = ()
 
@@ -117,7 +129,7 @@ class Storage(Protocol):
         failed: bool,  # noqa: FBT001 - the protocol's positional form, one call per outcome
         slow: bool = False,  # noqa: FBT001, FBT002
         duration: float = 0.0,
-    ) -> Counts | None:
+    ) -> Tally | None:
         """Count one finished call of ``generation``; return the new counts, or ``None``."""
         ...
 
@@ -143,15 +155,25 @@ class Storage(Protocol):
 
 
 class _Tally:
-    """The counting of one generation in memory (mutated under the storage's lock)."""
+    """The counting of one generation in memory.
 
-    __slots__ = ("leases", "probes", "streak", "window")
+    Without a window, the failure streak is an ``itertools.count``: a failure advances it
+    without the lock, in one atomic step, and a success replaces it with a new one. A failure
+    racing a success then lands on the count being replaced, which orders it before the
+    success: the streak is never wrong. Everything else happens under the storage's lock.
+    """
+
+    __slots__ = ("consecutive", "counter", "leases", "probes", "window")
 
     def __init__(self, streak: int) -> None:
-        self.streak = streak
+        self.counter = itertools.count(streak)
+        self.consecutive = streak  # the streak under a window (kept under the lock)
         self.window: Window | None = None
         self.leases: dict[int, float] = {}  # ticket -> when its lease runs out (storage clock)
         self.probes = Probes()
+
+    def streak(self) -> int:
+        return count_value(self.counter)
 
 
 class InMemoryStorage:
@@ -186,7 +208,7 @@ class InMemoryStorage:
             now = self._clock()
             value, tally = self._value, self._tally
             age = max(0.0, now - self._stored_at)
-            if value.state in COUNTING:
+            if _counting_state(value.state):
                 return Reading(value, age, self._counts(tally, now, peek=True))
             if value.state is HALF_OPEN:
                 leases = tuple(sorted(until - now for until in tally.leases.values()))
@@ -199,26 +221,61 @@ class InMemoryStorage:
         failed: bool,  # noqa: FBT001
         slow: bool = False,  # noqa: FBT001, FBT002
         duration: float = 0.0,
-    ) -> Counts | None:
+    ) -> Tally | None:
         """Count one finished call of ``generation``; return the new counts, or ``None``."""
+        if self._window is not None:
+            return self._record_in_window(generation, failed, slow, duration)
+        value, tally = self._value, self._tally
+        state = value.state
+        if value.generation != generation or (state is not CLOSED and state is not METRICS_ONLY):
+            return None
+        if not failed:
+            tally.counter = itertools.count()  # the streak is over (see _Tally)
+            return _NO_COUNTS
+        return (0, 0, 0, next(tally.counter) + 1)
+
+    def failure_counter(self, generation: int) -> Iterator[int] | None:
+        """Return a lock-free counter of the failures of ``generation`` (in-memory only).
+
+        For a generation counted without a window: each ``next()`` on it counts one failure in
+        one atomic step, as ``record()`` would, and returns the length of the streak before it.
+        A success ends the streak and gives the generation a new counter (ask again after one).
+        ``None`` for any other generation. The breaker's fast path uses it.
+        """
         with self._lock:
             value, tally = self._value, self._tally
-            if value.generation != generation or value.state not in COUNTING:
+            if self._window is not None or value.generation != generation:
                 return None
-            tally.streak = tally.streak + 1 if failed else 0
+            if not _counting_state(value.state):
+                return None
+            return tally.counter
+
+    def _record_in_window(
+        self,
+        generation: int,
+        failed: bool,  # noqa: FBT001
+        slow: bool,  # noqa: FBT001
+        duration: float,
+    ) -> Tally | None:
+        with self._lock:
+            value, tally = self._value, self._tally
+            if value.generation != generation or not _counting_state(value.state):
+                return None
+            tally.consecutive = tally.consecutive + 1 if failed else 0
             now = self._clock()
-            if self._window is not None:
-                if tally.window is None:
-                    tally.window = self._window.new()
-                tally.window.record(failed, slow, now - duration, now)
+            if tally.window is None:
+                tally.window = self._window.new()  # type: ignore[union-attr]
+            tally.window.record(failed, slow, now - duration, now)
             return self._counts(tally, now, peek=False)
 
-    def _counts(self, tally: _Tally, now: float, *, peek: bool) -> Counts:
+    def _counts(self, tally: _Tally, now: float, *, peek: bool) -> Tally:
         window = tally.window
+        if self._window is None:
+            return (0, 0, 0, tally.streak())
         if window is None:
-            return Counts(0, 0, 0, tally.streak) if tally.streak else _NO_COUNTS
+            return (0, 0, 0, tally.consecutive)
         totals = window.peek(now) if peek else window.counts(now)
-        return Counts(totals.calls, totals.failures, totals.slow_calls, tally.streak)
+        return Counts(totals.calls, totals.failures, totals.slow_calls, tally.consecutive)
 
     def acquire(
         self, generation: int, ticket: int, probes: int, successes: int | None, lease: float
@@ -303,7 +360,7 @@ class InMemoryStorage:
                 return False
             self._value = value
             self._stored_at = self._clock()
-            self._tally = _Tally(value.failures if value.state in COUNTING else 0)
+            self._tally = _Tally(value.failures if _counting_state(value.state) else 0)
             return True
 
     def rebase(self, clock: Callable[[], float]) -> None:

@@ -15,12 +15,13 @@ from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, 
 from typing import TYPE_CHECKING, Any
 
 from ._core import Outcome
-from ._engine import admit, count_rejection, fast_failure, finish, late_success
-from ._errors import CircuitBreakerError
+from ._engine import admit, finish, gate_failure, gate_success
 from ._settings import is_async_function
+from ._ticket import Ticket
 
 if TYPE_CHECKING:
     from ._breaker import CircuitBreaker
+    from ._errors import CircuitBreakerError
     from ._settings import Settings
     from ._ticket import Ticket
     from .typing import Guarded
@@ -64,43 +65,81 @@ def _is_kind(function: Callable[..., Any], test: Callable[[Any], bool]) -> bool:
 
 
 def _coroutine_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) -> Callable[..., Any]:
-    consult = _opened_overridden(breaker)
+    if _opened_overridden(breaker):
+        return _consulting_coroutine_wrapper(breaker, function)
 
     @functools.wraps(function)
     async def guarded(*args: Any, **kwargs: Any) -> Any:
         gate = breaker._fast  # noqa: SLF001 - the gate (see the module docstring)
-        if gate is None or consult:
-            return await call_async(breaker, function, args, kwargs, consult=consult)
+        if gate is None:
+            ticket = admit(breaker)
+            if type(ticket) is not Ticket:  # rejected
+                if ticket is not None:
+                    try:
+                        raise ticket
+                    finally:  # not kept by this frame's traceback: no reference cycle
+                        del ticket
+                return await _resolve(breaker.fallback_function(*args, **kwargs))  # type: ignore[misc]
+            if not ticket.counted:
+                return await function(*args, **kwargs)
+            try:
+                result = await function(*args, **kwargs)
+            except BaseException as exc:
+                finish(ticket, exc)
+                raise
+            finish(ticket, None, result)
+            return result
         try:
             result = await function(*args, **kwargs)
         except BaseException as exc:
-            fast_failure(breaker, gate, exc)
+            gate_failure(breaker, gate, exc)
             raise
         next(gate.successes)
-        if breaker._fast is None:  # noqa: SLF001 - shut meanwhile: a failure came in
-            late_success(breaker, gate)
+        if gate.dirty:
+            gate_success(breaker, gate)
         return result
 
     return guarded
 
 
+def _consulting_coroutine_wrapper(
+    breaker: CircuitBreaker, function: Callable[..., Any]
+) -> Callable[..., Any]:
+    @functools.wraps(function)
+    async def guarded(*args: Any, **kwargs: Any) -> Any:
+        return await call_async(breaker, function, args, kwargs, consult=True)
+
+    return guarded
+
+
 def _function_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) -> Callable[..., Any]:
-    consult = _opened_overridden(breaker)
+    if _opened_overridden(breaker):
+        return _consulting_function_wrapper(breaker, function)
 
     @functools.wraps(function)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         gate = breaker._fast  # noqa: SLF001 - the gate (see the module docstring)
-        if gate is None or consult:
-            return call_sync(breaker, function, args, kwargs, consult=consult)
+        if gate is None:
+            return call_sync(breaker, function, args, kwargs)
         try:
             result = function(*args, **kwargs)
         except BaseException as exc:
-            fast_failure(breaker, gate, exc)
+            gate_failure(breaker, gate, exc)
             raise
         next(gate.successes)
-        if breaker._fast is None:  # noqa: SLF001 - shut meanwhile: a failure came in
-            late_success(breaker, gate)
+        if gate.dirty:
+            gate_success(breaker, gate)
         return result
+
+    return guarded
+
+
+def _consulting_function_wrapper(
+    breaker: CircuitBreaker, function: Callable[..., Any]
+) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        return call_sync(breaker, function, args, kwargs, consult=True)
 
     return guarded
 
@@ -174,26 +213,41 @@ async def call_async(
 ) -> Any:
     """Await ``func(*args, **kwargs)`` under a ticket (or the fallback, if rejected)."""
     ticket = _admit(breaker, consult=consult)
-    if ticket is None:
-        fallback = breaker.fallback_function
-        if fallback is None:
-            raise CircuitBreakerError(breaker)
-        result = fallback(*args, **kwargs)
-        return await result if inspect.isawaitable(result) else result
-    return await _run_async(
-        ticket, func(*args, **kwargs) if ticket.counted else None, func, args, kwargs
-    )
+    if type(ticket) is not Ticket:
+        return await _resolve(rejected(breaker, ticket, args, kwargs))
+    if not ticket.counted:  # disabled: no breaker at all
+        return await func(*args, **kwargs)
+    try:
+        result = await func(*args, **kwargs)
+    except BaseException as exc:
+        finish(ticket, exc)
+        raise
+    finish(ticket, None, result)
+    return result
 
 
-async def _run_async(
-    ticket: Ticket,
-    awaitable: Awaitable[Any] | None,
-    func: Callable[..., Any],
+def rejected(
+    breaker: CircuitBreaker,
+    error: CircuitBreakerError | None,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Any:
-    if awaitable is None:  # disabled: no breaker at all
-        return await func(*args, **kwargs)
+    """Raise a rejected call's error; without one, return the fallback's answer."""
+    if error is not None:
+        try:
+            raise error
+        finally:  # not kept by this frame's traceback: no reference cycle
+            del error
+    return breaker.fallback_function(*args, **kwargs)  # type: ignore[misc]
+
+
+async def _resolve(value: Any) -> Any:
+    """Await ``value`` if it is awaitable (an async fallback's answer)."""
+    return await value if inspect.isawaitable(value) else value
+
+
+async def _finish_later(ticket: Ticket, awaitable: Awaitable[Any]) -> Any:
+    """Await what a sync callable returned, and finish its ticket then."""
     try:
         result = await awaitable
     except BaseException as exc:
@@ -218,11 +272,8 @@ def call_sync(
     ticket when it is awaited (``breaker.call(lambda: fetch())``).
     """
     ticket = _admit(breaker, consult=consult)
-    if ticket is None:
-        fallback = breaker.fallback_function
-        if fallback is None:
-            raise CircuitBreakerError(breaker)
-        return fallback(*args, **kwargs)
+    if type(ticket) is not Ticket:
+        return rejected(breaker, ticket, args, kwargs)
     if not ticket.counted:
         return func(*args, **kwargs)
     try:
@@ -231,17 +282,14 @@ def call_sync(
         finish(ticket, exc)
         raise
     if defer and inspect.isawaitable(result):
-        return _run_async(ticket, result, func, args, kwargs)
+        return _finish_later(ticket, result)
     finish(ticket, None, result)
     return result
 
 
-def _admit(breaker: CircuitBreaker, *, consult: bool) -> Ticket | None:
+def _admit(breaker: CircuitBreaker, *, consult: bool) -> Ticket | CircuitBreakerError | None:
     """Admit a call; with ``consult``, an overridden ``opened`` that is true rejects it first."""
-    if consult and breaker.opened:
-        count_rejection(breaker)
-        return None
-    return admit(breaker)
+    return admit(breaker, consult and bool(breaker.opened))  # (2.x tests patch `opened`)
 
 
 # -- generators ---------------------------------------------------------------------------------
@@ -262,11 +310,8 @@ def guard_generator(
     neutral: that is not the dependency's doing.
     """
     ticket = _admit(breaker, consult=consult)
-    if ticket is None:
-        fallback = breaker.fallback_function
-        if fallback is None:
-            raise CircuitBreakerError(breaker)
-        yield from fallback(*args, **kwargs)
+    if type(ticket) is not Ticket:
+        yield from rejected(breaker, ticket, args, kwargs)
         return
     if not ticket.counted:
         yield from func(*args, **kwargs)
@@ -319,11 +364,8 @@ async def guard_async_generator(
 ) -> AsyncGenerator[Any, Any]:
     """The async form of :func:`guard_generator` (the same outcomes)."""
     ticket = _admit(breaker, consult=consult)
-    if ticket is None:
-        fallback = breaker.fallback_function
-        if fallback is None:
-            raise CircuitBreakerError(breaker)
-        source = fallback(*args, **kwargs)
+    if type(ticket) is not Ticket:
+        source = rejected(breaker, ticket, args, kwargs)
         if inspect.isawaitable(source):
             source = await source
         async for item in _forward(source):
