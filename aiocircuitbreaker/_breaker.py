@@ -200,10 +200,11 @@ class CircuitBreaker(Control):
         """
         ticket = self._admit()
         if type(ticket) is not Ticket:
+            error = ticket or CircuitBreakerError(self)  # (a fallback does not answer here)
             try:
-                raise ticket or CircuitBreakerError(self)
+                raise error
             finally:  # not kept by this frame's traceback: no reference cycle
-                del ticket
+                del error, ticket
         return ticket
 
     def finish(

@@ -13,9 +13,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _core
+from ._admission import Admission
 from ._core import CLOSED, COUNTING, HALF_OPEN, MODES, OPEN, Outcome, State, Value
-from ._engine import Engine, View
 from ._events import Event, Listener, same_listener, subscription
+from ._parts import View
 from ._statistics import Statistics, add_transition
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class Saved(NamedTuple):
     last_failure: BaseException | None
 
 
-class Control(Engine):
+class Control(Admission):
     """Changes by hand, listeners and reads (a base class of ``CircuitBreaker``)."""
 
     __slots__ = ()

@@ -14,8 +14,8 @@ import inspect
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
+from ._admission import admit, finish, gate_failure, gate_success, refuse
 from ._core import Outcome
-from ._engine import admit, finish, gate_failure, gate_success
 from ._settings import is_async_function
 from ._ticket import Ticket
 
@@ -289,7 +289,9 @@ def call_sync(
 
 def _admit(breaker: CircuitBreaker, *, consult: bool) -> Ticket | CircuitBreakerError | None:
     """Admit a call; with ``consult``, an overridden ``opened`` that is true rejects it first."""
-    return admit(breaker, consult and bool(breaker.opened))  # (2.x tests patch `opened`)
+    if consult and breaker.opened:  # (the 2.x tests patch `opened` so)
+        return refuse(breaker)
+    return admit(breaker)
 
 
 # -- generators ---------------------------------------------------------------------------------

@@ -1,0 +1,139 @@
+"""What a breaker's engine holds: its view of the state, the gate, its parts once in use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import _core
+from ._core import Value
+from ._statistics import Counters
+
+if TYPE_CHECKING:
+    from ._events import Subscription
+    from ._settings import Settings
+    from ._storage import Storage
+    from ._ticket import Ticket
+
+__all__ = ["INITIAL_VIEW", "Gate", "Live", "View", "failure_counter"]
+
+
+class Gate:
+    """The fast path's permit for one closed generation (see ``_admission``).
+
+    A breaker holds one in ``_fast`` while it is closed, has no policy and no result predicate,
+    and has no listener of call events. It carries what a call through it needs, so that
+    finishing one takes no further lookups: the totals, the expected exceptions, the threshold
+    and a failure counter (the storage's lock-free one, or one that goes through ``record()``
+    for a storage without it); each ``next(counter)`` counts one failure and returns the
+    streak before it.
+
+    ``dirty`` is true while a failure streak may be pending: a success must then reach the
+    storage to end it. It is set after a failure is counted, and cleared only under the lock,
+    right after a success ended the streak, so it is never false while a streak is pending.
+    ``last`` is the last failure through the gate: the breaker's last failure while the gate
+    is current (a failure of an older generation lands on an older gate).
+    """
+
+    __slots__ = (
+        "counter",
+        "dirty",
+        "expected",
+        "failures",
+        "generation",
+        "last",
+        "limit",
+        "neutral",
+        "successes",
+    )
+
+    def __init__(
+        self,
+        generation: int,
+        live: Live,
+        settings: Settings,
+        counter: Iterator[int],
+        *,
+        dirty: bool,
+    ) -> None:
+        self.generation = generation
+        self.successes = live.successes
+        self.failures = live.failures
+        self.neutral = live.neutral
+        self.expected = settings.expected
+        self.limit = settings.failure_threshold - 1  # the streak before a failure that trips
+        self.counter = counter
+        self.dirty = dirty
+        self.last: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """The breaker's value as this process sees it, with its times on the breaker's clock.
+
+    Attributes:
+        value: The stored value.
+        deadline: When the open period ends (``OPEN``; ``HALF_OPEN`` keeps it for reporting).
+        since: When this state began (for ``time_in_state``).
+        gate: The fast path's gate, for a closed generation that can have one.
+    """
+
+    value: Value
+    deadline: float = 0.0
+    since: float = 0.0
+    gate: Gate | None = None
+
+
+INITIAL_VIEW = View(_core.INITIAL)
+
+
+class Live(Counters):
+    """What a breaker needs once it is used (made on first use, to keep unused ones small)."""
+
+    __slots__ = (
+        "blocks",
+        "last_failure",
+        "listeners",
+        "opening",
+        "pending",
+        "saved",
+        "storage",
+        "subscriptions",
+    )
+
+    def __init__(self, now: float, storage: Storage) -> None:
+        super().__init__(now)
+        self.storage = storage
+        self.last_failure: BaseException | None = None
+        self.subscriptions: tuple[Subscription, ...] = ()  # the breaker's own listeners
+        self.listeners: tuple[Subscription, ...] = ()  # those (own and global) of call events
+        self.blocks: list[tuple[object, Ticket]] = []  # open `with` blocks: (frame, ticket)
+        self.opening = -1  # the generation whose opening a thread is deciding now
+        # (generation, seconds): the open duration asked for the opening after that generation
+        self.pending: tuple[int, float] | None = None
+        # What the testing helpers saved, newest last: (token, saved state, pinned).
+        self.saved: list[tuple[object, Any, bool]] = []
+
+
+def failure_counter(storage: Storage, generation: int) -> Iterator[int]:
+    """Return a gate's failure counter: the storage's lock-free one, or ``record()``."""
+    counter = getattr(storage, "failure_counter", None)
+    found: Iterator[int] | None = None if counter is None else counter(generation)
+    return _ThroughRecord(storage, generation) if found is None else found
+
+
+class _ThroughRecord:
+    """A failure counter for a storage without a lock-free one: ``record()`` each failure."""
+
+    __slots__ = ("generation", "storage")
+
+    def __init__(self, storage: Storage, generation: int) -> None:
+        self.storage, self.generation = storage, generation
+
+    def __iter__(self) -> _ThroughRecord:
+        return self
+
+    def __next__(self) -> int:
+        counts = self.storage.record(self.generation, True)  # noqa: FBT003
+        return -1 if counts is None else counts[3] - 1  # -1: stale, it trips nothing
