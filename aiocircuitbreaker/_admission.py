@@ -102,8 +102,8 @@ class Admission(Probing):
         if outcome is None:
             outcome = self._judge(exc, result)
         now = None if started is None else self._settings.clock()
-        duration = 0.0 if now is None or started is None else now - started
-        slow = outcome is not NEUTRAL and self._slow(duration)
+        duration = 0.0 if now is None else now - started  # type: ignore[operator]
+        slow = self._slow(outcome, duration)
         live = self._get_live()
         _count(live, outcome, slow=slow)
         failure = exc if outcome is FAILURE else None
@@ -117,9 +117,10 @@ class Admission(Probing):
             self._report(outcome, now, duration, exc)
         return outcome
 
-    def _slow(self, duration: float) -> bool:
+    def _slow(self, outcome: Outcome, duration: float) -> bool:
+        """Return whether a call that ended so, after ``duration`` seconds, was slow."""
         limit = self._settings.slow_call_duration
-        return limit is not None and duration > limit
+        return outcome is not NEUTRAL and limit is not None and duration > limit
 
     def _judge(self, exc: BaseException | None, result: Any) -> Outcome:
         """Return the outcome of a call that raised ``exc`` or returned ``result``."""

@@ -108,6 +108,10 @@ class RatePolicy:
         if trip is not None and not callable(trip):
             msg = f"trip must be callable or None, got {trip!r} ({type(trip).__name__})"
             raise TypeError(msg)
+        self._check_consistency()
+
+    def _check_consistency(self) -> None:
+        """Refuse combinations of valid options that could never work together."""
         if self.slow_call_rate is not None and self.slow_call_duration is None:
             msg = "slow_call_rate needs slow_call_duration (how slow is slow?)"
             raise ValueError(msg)
@@ -115,11 +119,7 @@ class RatePolicy:
             msg = "RatePolicy can never trip: set failure_rate, slow_call_rate or trip"
             raise ValueError(msg)
         capacity = self.window.capacity
-        if (
-            capacity is not None
-            and self.minimum_calls is not None
-            and self.minimum_calls > capacity
-        ):
+        if capacity is not None and (self.minimum_calls or 0) > capacity:
             msg = (
                 f"minimum_calls={self.minimum_calls} can never be reached by a window of "
                 f"{capacity} calls: the breaker could never trip"

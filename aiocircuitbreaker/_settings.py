@@ -94,6 +94,42 @@ def settings(
         TypeError: An option is of the wrong kind.
         ValueError: An option is of the right kind but out of range.
     """
+    given = _given(cls, failure_threshold, recovery_timeout, expected_exception, fallback_function)
+    threshold, timeout, expected, predicate, fallback = given
+    optional = (clock, policy, failure_result, half_open, open_duration, predicate)
+    key = (threshold, type(timeout), timeout, expected, fallback)
+    plain = optional.count(None) == len(optional) and _hashable(key)
+    if plain and key in _shared:
+        return _shared[key]
+    _check_options(policy, half_open)
+    made = Settings(
+        threshold,
+        timeout,
+        expected,
+        predicate,
+        fallback,
+        time.monotonic if clock is None else validate_callable("clock", clock),
+        policy,  # type: ignore[arg-type]  # checked by _check_options
+        validate_callable("failure_result", failure_result),
+        half_open or _DEFAULT_HALF_OPEN,  # type: ignore[arg-type]
+        validate_callable("open_duration", open_duration),
+        simple=policy is None and failure_result is None,
+        clocked=_clocked(policy),
+        fallback_is_async=is_async_function(fallback),
+    )
+    if plain and len(_shared) < _SHARED_MAX:
+        _shared[key] = made
+    return made
+
+
+def _given(
+    cls: type,
+    failure_threshold: object,
+    recovery_timeout: object,
+    expected_exception: object,
+    fallback_function: object,
+) -> tuple[int, float, Any, FailurePredicate | None, Callable[..., Any] | None]:
+    """Return the five 2.x options, validated, with the class defaults for those not given."""
     threshold = validate_failure_threshold(
         class_default(cls, "FAILURE_THRESHOLD") if failure_threshold is None else failure_threshold
     )
@@ -109,38 +145,22 @@ def settings(
         "fallback_function",
         class_default(cls, "FALLBACK_FUNCTION") if fallback_function is None else fallback_function,
     )
-    plain = clock is None and all(
-        option is None for option in (policy, failure_result, half_open, open_duration, predicate)
-    )
-    key = (threshold, type(timeout), timeout, expected, fallback)
-    if plain:
-        try:
-            shared = _shared.get(key)
-        except TypeError:  # an unhashable fallback: simply not shared
-            plain = False
-        else:
-            if shared is not None:
-                return shared
-    _check_options(policy, half_open)
-    made = Settings(
-        threshold,
-        timeout,
-        expected,
-        predicate,
-        fallback,
-        time.monotonic if clock is None else validate_callable("clock", clock),
-        policy,  # type: ignore[arg-type]  # checked by _check_options
-        validate_callable("failure_result", failure_result),
-        half_open or _DEFAULT_HALF_OPEN,  # type: ignore[arg-type]
-        validate_callable("open_duration", open_duration),
-        simple=policy is None and failure_result is None,
-        clocked=isinstance(policy, RatePolicy)
-        and (policy.slow_call_duration is not None or policy.window.capacity is None),
-        fallback_is_async=fallback is not None and is_async_function(fallback),
-    )
-    if plain and len(_shared) < _SHARED_MAX:
-        _shared[key] = made
-    return made
+    return threshold, timeout, expected, predicate, fallback
+
+
+def _clocked(policy: object) -> bool:
+    """Whether calls under ``policy`` must be timed (slow calls, or a time window)."""
+    if not isinstance(policy, RatePolicy):
+        return False
+    return policy.slow_call_duration is not None or policy.window.capacity is None
+
+
+def _hashable(key: tuple[Any, ...]) -> bool:
+    try:
+        hash(key)
+    except TypeError:  # an unhashable fallback: its settings are simply not shared
+        return False
+    return True
 
 
 def _check_options(policy: object, half_open: object) -> None:
@@ -159,6 +179,8 @@ def _check_options(policy: object, half_open: object) -> None:
 
 def is_async_function(function: object) -> bool:
     """Return whether calling ``function`` makes a coroutine (an ``async def`` function)."""
+    if function is None:
+        return False
     target = function
     while hasattr(target, "func") and hasattr(target, "args"):  # functools.partial
         target = target.func

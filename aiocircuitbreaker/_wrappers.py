@@ -364,46 +364,59 @@ async def guard_async_generator(
     *,
     consult: bool = False,
 ) -> AsyncGenerator[Any, Any]:
-    """The async form of :func:`guard_generator` (the same outcomes)."""
-    ticket = _admit(breaker, consult=consult)
-    if type(ticket) is not Ticket:
-        source = rejected(breaker, ticket, args, kwargs)
-        if inspect.isawaitable(source):
-            source = await source
-        async for item in _forward(source):
-            yield item
-        return
-    producer = func(*args, **kwargs)
-    if not ticket.counted:
-        async for item in _forward(producer):
-            yield item
-        return
+    """The async form of :func:`guard_generator` (the same outcomes).
+
+    A fallback's items, and a disabled breaker's producer, are handed on the same way, so that
+    closing the stream closes what feeds it before ``aclose()`` returns.
+    """
+    upstream, end = await _stream(breaker, func, args, kwargs, consult=consult)
     to_send: Any = None
     to_throw: BaseException | None = None
     while True:
         try:
             item = await (
-                producer.asend(to_send) if to_throw is None else producer.athrow(to_throw)
+                upstream.asend(to_send) if to_throw is None else upstream.athrow(to_throw)
             )
         except StopAsyncIteration:
-            finish(ticket)
+            end()
             return
         except BaseException as exc:
-            finish(ticket, exc, outcome=_NEUTRAL if exc is to_throw else None)
+            end(exc, outcome=_NEUTRAL if exc is to_throw else None)
             raise
         to_throw = None
         try:
             to_send = yield item
         except GeneratorExit as exc:
-            finish(ticket, exc, outcome=_NEUTRAL)
-            await producer.aclose()
+            end(exc, outcome=_NEUTRAL)
+            await upstream.aclose()
             raise
         except BaseException as exc:  # noqa: BLE001 - thrown in by the consumer: hand it on
             to_throw = exc
 
 
-async def _forward(source: Any) -> AsyncGenerator[Any, None]:
-    """Yield the items of an async or sync iterable, closing it when the consumer stops."""
+async def _stream(
+    breaker: CircuitBreaker,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    consult: bool,
+) -> tuple[Any, Callable[..., None]]:
+    """Admit a stream: return where its items come from, and what reports its end."""
+    ticket = _admit(breaker, consult=consult)
+    if type(ticket) is not Ticket:
+        source = rejected(breaker, ticket, args, kwargs)
+        return _async_iterator(await _resolve(source)), _nothing
+    upstream = func(*args, **kwargs)
+    return upstream, functools.partial(finish, ticket) if ticket.counted else _nothing
+
+
+def _nothing(*args: Any, **kwargs: Any) -> None:
+    """Record nothing (a rejected call's fallback, a disabled breaker's call)."""
+
+
+async def _async_iterator(source: Any) -> AsyncGenerator[Any, Any]:
+    """Yield the items of an async or sync iterable (a fallback's), closing what it came from."""
     if not isinstance(source, AsyncIterable):
         for item in source:
             yield item

@@ -200,21 +200,37 @@ def _add(families: _Families, name: str, group: list[Statistics]) -> None:
     newest = group[-1]
     for state in State:
         families.state.add_metric((name, state.value), 1.0 if state is newest.state else 0.0)
+    _add_counters(families, name, group)
+    for (old, new), count in _transitions(group).items():
+        families.state_transitions.add_metric((name, old.value, new.value), count)
+    _add_gauges(families, name, newest)
+
+
+def _add_counters(families: _Families, name: str, group: list[Statistics]) -> None:
+    """Add the call counters of the breakers called ``name``, summed."""
+    totals = [s.total for s in group]
     for outcome, count in (
-        ("success", sum(s.total.successes for s in group)),
-        ("failure", sum(s.total.failures for s in group)),
-        ("neutral", sum(s.total.neutral for s in group)),
+        ("success", sum(t.successes for t in totals)),
+        ("failure", sum(t.failures for t in totals)),
+        ("neutral", sum(t.neutral for t in totals)),
     ):
         families.calls.add_metric((name, outcome), count)
-    families.rejected_calls.add_metric((name,), sum(s.total.rejected for s in group))
-    families.slow_calls.add_metric((name,), sum(s.total.slow for s in group))
+    families.rejected_calls.add_metric((name,), sum(t.rejected for t in totals))
+    families.slow_calls.add_metric((name,), sum(t.slow for t in totals))
     families.openings.add_metric((name,), sum(s.openings for s in group))
+
+
+def _transitions(group: list[Statistics]) -> dict[tuple[State, State], int]:
+    """Return the state changes of the breakers of one name, summed."""
     transitions: dict[tuple[State, State], int] = {}
     for statistics in group:
         for change, count in statistics.transitions:
             transitions[change] = transitions.get(change, 0) + count
-    for (old, new), count in transitions.items():
-        families.state_transitions.add_metric((name, old.value, new.value), count)
+    return transitions
+
+
+def _add_gauges(families: _Families, name: str, newest: Statistics) -> None:
+    """Add the gauges of the newest breaker of one name."""
     if newest.failure_rate is not None:
         families.failure_rate.add_metric((name,), newest.failure_rate)
     if newest.slow_call_rate is not None:

@@ -118,19 +118,14 @@ def use_clock(clock: Callable[[], float], *breakers: CircuitBreaker) -> Iterator
     def swap(breaker: CircuitBreaker) -> None:
         swapped.append((weakref.ref(breaker), rebase(breaker, clock)))
 
-    for breaker in breakers or _registry.live():
-        swap(breaker)
-    if not breakers:
-        _registry.add_creation_hook(swap)
-    try:
-        yield
-    finally:
-        if not breakers:
-            _registry.remove_creation_hook(swap)
-        for ref, own in reversed(swapped):
-            breaker = ref()
-            if breaker is not None:
-                rebase(breaker, own)
+    with _every(breakers, swap):
+        try:
+            yield
+        finally:
+            for ref, own in reversed(swapped):
+                breaker = ref()
+                if breaker is not None:
+                    rebase(breaker, own)
 
 
 @contextmanager
@@ -144,21 +139,32 @@ def _holding(
         hold(breaker, target, token, pin=pin)
         forced.append(weakref.ref(breaker))
 
+    with _every(breakers, force):
+        try:
+            # The breakers forced at entry (none for passthrough(), which keeps no reference).
+            yield [] if pin else [b for b in (ref() for ref in forced) if b is not None]
+        finally:
+            for ref in reversed(forced):
+                breaker = ref()
+                if breaker is not None:
+                    release(breaker, token, target)
+
+
+@contextmanager
+def _every(
+    breakers: tuple[CircuitBreaker, ...], apply: Callable[[CircuitBreaker], object]
+) -> Iterator[None]:
+    """Apply ``apply`` to ``breakers`` now; with none given, to every live and new one."""
     for breaker in breakers or _registry.live():
-        force(breaker)
-    del breaker
-    if not breakers:
-        _registry.add_creation_hook(force)
+        apply(breaker)
+    if breakers:
+        yield
+        return
+    _registry.add_creation_hook(apply)
     try:
-        # The breakers forced at entry (none for passthrough(), which keeps no reference).
-        yield [] if pin else [b for b in (ref() for ref in forced) if b is not None]
+        yield
     finally:
-        if not breakers:
-            _registry.remove_creation_hook(force)
-        for ref in reversed(forced):
-            breaker = ref()
-            if breaker is not None:
-                release(breaker, token, target)
+        _registry.remove_creation_hook(apply)
 
 
 def _parse_state(state: object) -> State:
