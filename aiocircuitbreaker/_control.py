@@ -20,7 +20,7 @@ from ._parts import View
 from ._statistics import Statistics, add_transition
 
 if TYPE_CHECKING:
-    from ._storage import Reading
+    from ._storage import Probes, Reading
 
 __all__ = ["AsOf", "Control", "Saved", "hold", "release"]
 
@@ -157,26 +157,18 @@ class Control(Admission):
     def _expired_as_of(self, as_of: AsOf, now: float) -> AsOf:
         """Apply the probes that ran out of time by ``now`` (they failed then)."""
         reading = as_of.reading
-        expiries = [now + left for left in reading.leases if left <= 0]
+        ran_out = tuple(-left for left in reading.leases if left <= 0)  # ages, oldest first
         value = reading.value
-        half_open = self._settings.half_open
         probes = reading.probes
         assert probes is not None  # a half-open reading has its probes
-        if not half_open.judge_by_rate:
-            at = expiries[0]
-            seconds = self._ask_open_duration(value, None)
-            return _step(as_of, OPEN, at, failures=value.failures + 1, deadline=at + seconds)
-        finished = probes.finished + len(expiries)
-        if finished < half_open.probes:
+        verdict = self._verdict(value, _expiring(probes, ran_out), now)
+        if verdict is None:
             return as_of
-        at = expiries[half_open.probes - probes.finished - 1]
-        failures = probes.failures + len(expiries)
-        policy = self._settings.policy
-        assert policy is not None  # judge_by_rate is refused without a policy
-        if policy.should_trip(finished, failures, probes.slow, 0, ignore_minimum=True):
-            seconds = self._ask_open_duration(value, None)
-            return _step(as_of, OPEN, at, failures=value.failures + failures, deadline=at + seconds)
-        return _step(as_of, CLOSED, at, failures=0)
+        if verdict.state is CLOSED:
+            return _step(as_of, CLOSED, verdict.at, failures=0)
+        seconds = self._ask_open_duration(value, None)
+        deadline = verdict.at + seconds
+        return _step(as_of, OPEN, verdict.at, failures=verdict.failures, deadline=deadline)
 
     def statistics(self) -> Statistics:
         """Return what the breaker looks like now, and what it has counted, as one value.
@@ -271,6 +263,18 @@ class Control(Admission):
         )
         with self._lock:
             self._last_failure = saved.last_failure
+
+
+def _expiring(probes: Probes, ran_out: tuple[float, ...]) -> Probes:
+    """Return ``probes`` with the leases that ran out ``ran_out`` seconds ago as failures."""
+    n = len(ran_out)
+    return replace(
+        probes,
+        running=probes.running - n,
+        failures=probes.failures + n,
+        run=probes.run + n,
+        expired=tuple(sorted(ran_out, reverse=True)),
+    )
 
 
 def _with(as_of: AsOf, **changes: Any) -> AsOf:

@@ -10,20 +10,24 @@ failed probe, as of the moment it ran out.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import _core
-from ._core import HALF_OPEN, OPEN, Outcome
+from ._core import CLOSED, HALF_OPEN, OPEN, Outcome, State
 from ._engine import Engine
 from ._ticket import Ticket, numbers
 
 if TYPE_CHECKING:
+    from ._core import Value
     from ._parts import View
     from ._storage import Probes
 
-__all__ = ["EXPIRED", "Probing"]
+__all__ = ["EXPIRED", "Probing", "Verdict"]
 
 EXPIRED = "a probe ran out of time (HalfOpen.max_duration)"
+FAILED = "half-open probe failure"
+SUCCEEDED = "half-open probe success"
 
 
 class Probing(Engine):
@@ -112,38 +116,66 @@ class Probing(Engine):
         self, view: View, probes: Probes, now: float, failure: BaseException | None
     ) -> None:
         """Open or close a half-open breaker if its probes' counts decide it."""
-        half_open = self._settings.half_open
-        value = view.value
-        if half_open.judge_by_rate:
-            self._judge_by_rate(view, probes, now, failure)
-        elif probes.failures:
-            if probes.expired:  # the first to run out failed first, as of then
-                at = now - probes.expired[0]
-                self._open_from(view, value.failures + 1, None, EXPIRED, None, at=at)
-            else:
-                reason = "half-open probe failure"
-                self._open_from(view, value.failures + 1, failure, reason, None, at=now)
-        elif probes.successes >= half_open.successes:
-            closing = _core.closed(value)
-            self._transition(view, closing, now, "half-open probe success", forget=True)
+        verdict = self._verdict(view.value, probes, now)
+        if verdict is None:
+            return
+        if verdict.state is OPEN:
+            failure = None if verdict.expired else failure
+            self._open_from(view, verdict.failures, failure, verdict.reason, None, at=verdict.at)
+        else:
+            closing = _core.closed(view.value)
+            forget = not (verdict.expired or failure)  # a success decided it
+            self._transition(view, closing, now, verdict.reason, at=verdict.at, forget=forget)
 
-    def _judge_by_rate(
-        self, view: View, probes: Probes, now: float, failure: BaseException | None
-    ) -> None:
+    def _verdict(self, value: Value, probes: Probes, now: float) -> Verdict | None:
+        """Return what the probes of the half-open ``value`` decide, if anything yet.
+
+        ``probes.expired`` lists the probes that just ran out of time (failed probes, as of
+        then); the real path and the reads of a due reopening both ask this.
+        """
+        if self._settings.half_open.judge_by_rate:
+            return self._verdict_by_rate(value, probes, now)
+        expired = probes.expired
+        if probes.failures:  # any failure re-opens; the first to run out failed first
+            if expired:
+                return Verdict(OPEN, value.failures + 1, now - expired[0], EXPIRED, expired=True)
+            return Verdict(OPEN, value.failures + 1, now, FAILED)
+        if probes.successes >= self._settings.half_open.successes:
+            return Verdict(CLOSED, 0, now, SUCCEEDED)
+        return None
+
+    def _verdict_by_rate(self, value: Value, probes: Probes, now: float) -> Verdict | None:
         """Once all the probes are in, let the rate policy decide over them."""
         if probes.finished < self._settings.half_open.probes:
-            return
+            return None
         policy = self._settings.policy
         assert policy is not None  # judge_by_rate is refused without a policy
-        # The probe whose outcome completed the set decides, as of when it came in.
-        at = now - probes.expired[-1] if probes.expired else now
-        value = view.value
-        if policy.should_trip(
-            probes.finished, probes.failures, probes.slow, 0, ignore_minimum=True
-        ):
-            reason = EXPIRED if probes.expired else "half-open probe failure"
-            failures = value.failures + probes.failures
-            self._open_from(view, failures, failure, reason, None, at=at)
-        else:
-            closing = _core.closed(value)
-            self._transition(view, closing, now, "half-open probe success", forget=not failure)
+        expired = bool(probes.expired)
+        # The probe that completed the set decides, as of when it came in.
+        at = now - probes.expired[-1] if expired else now
+        # The failure streak runs on from the trip while no probe has succeeded.
+        run = probes.run + (value.failures if not probes.successes else 0)
+        finished, failures = probes.finished, probes.failures
+        if policy.should_trip(finished, failures, probes.slow, run, ignore_minimum=True):
+            reason = EXPIRED if expired else FAILED
+            return Verdict(OPEN, value.failures + failures, at, reason, expired=expired)
+        return Verdict(CLOSED, 0, at, SUCCEEDED, expired=expired)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a half-open breaker's probes decided.
+
+    Attributes:
+        state: What the breaker becomes: ``OPEN`` again, or ``CLOSED``.
+        failures: The failure count of the opening.
+        at: When it was decided (the moment a probe ran out of time, if one decided it).
+        reason: Why, in words.
+        expired: A probe that ran out of time decided it.
+    """
+
+    state: State
+    failures: int
+    at: float
+    reason: str
+    expired: bool = False

@@ -48,7 +48,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 from ._core import CLOSED, HALF_OPEN, INITIAL, METRICS_ONLY, Outcome, State, Value
@@ -81,6 +81,8 @@ class Probes:
         admitted: Whether the ``acquire()`` that returned this got its slot.
         expired: For every lease that this operation found run out, how long ago it ran out
             (seconds, oldest first).
+        run: Probes that failed since the last one that succeeded (all the failed ones if
+            none succeeded), leases run out included.
     """
 
     running: int = 0
@@ -89,6 +91,7 @@ class Probes:
     slow: int = 0
     admitted: bool = False
     expired: tuple[float, ...] = ()
+    run: int = 0
 
     @property
     def finished(self) -> int:
@@ -297,17 +300,8 @@ class InMemoryStorage:
             admitted = undecided and taken < probes
             if admitted:
                 tally.leases[ticket] = now + lease
-            tally.probes = Probes(
-                counts.running + admitted, counts.successes, counts.failures, counts.slow
-            )
-            return Probes(
-                tally.probes.running,
-                counts.successes,
-                counts.failures,
-                counts.slow,
-                admitted,
-                expired,
-            )
+                tally.probes = replace(counts, running=counts.running + 1)
+            return replace(tally.probes, admitted=admitted, expired=expired)
 
     def release(
         self,
@@ -323,17 +317,21 @@ class InMemoryStorage:
                 return None
             expired = self._expire(tally, self._clock())
             if tally.leases.pop(ticket, None) is None:
-                return None if not expired else Probes(*_fields(tally.probes), expired=expired)
+                return replace(tally.probes, expired=expired) if expired else None
             counts = tally.probes
-            success = outcome is Outcome.SUCCESS
-            failure = outcome is Outcome.FAILURE
-            tally.probes = Probes(
-                counts.running - 1,
-                counts.successes + success,
-                counts.failures + failure,
-                counts.slow + (slow and outcome is not Outcome.NEUTRAL),
-            )
-            return Probes(*_fields(tally.probes), expired=expired)
+            if outcome is Outcome.NEUTRAL:
+                tally.probes = replace(counts, running=counts.running - 1)
+            else:
+                success = outcome is Outcome.SUCCESS
+                tally.probes = replace(
+                    counts,
+                    running=counts.running - 1,
+                    successes=counts.successes + success,
+                    failures=counts.failures + (not success),
+                    slow=counts.slow + slow,
+                    run=0 if success else counts.run + 1,
+                )
+            return replace(tally.probes, expired=expired)
 
     def _expire(self, tally: _Tally, now: float) -> tuple[float, ...]:
         """Drop the leases that ran out by ``now``, as failed probes; return how long ago."""
@@ -345,11 +343,11 @@ class InMemoryStorage:
         for _, ticket in ran_out:
             del tally.leases[ticket]
         counts = tally.probes
-        tally.probes = Probes(
-            counts.running - len(ran_out),
-            counts.successes,
-            counts.failures + len(ran_out),
-            counts.slow,
+        tally.probes = replace(
+            counts,
+            running=counts.running - len(ran_out),
+            failures=counts.failures + len(ran_out),
+            run=counts.run + len(ran_out),
         )
         return tuple(now - until for until, _ in ran_out)
 
@@ -379,7 +377,3 @@ class InMemoryStorage:
 
     def __repr__(self) -> str:
         return f"<InMemoryStorage {self._value!r}>"
-
-
-def _fields(probes: Probes) -> tuple[int, int, int, int]:
-    return (probes.running, probes.successes, probes.failures, probes.slow)

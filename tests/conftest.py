@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
@@ -132,7 +132,116 @@ def _async_generator(breaker: CircuitBreaker) -> Callable[[object], Any]:
     return run
 
 
+def _sync_outcome(value: object) -> object:
+    if isinstance(value, BaseException):
+        raise value
+    return value
+
+
+class _SyncCallable:
+    def __call__(self, value: object) -> object:
+        return _sync_outcome(value)
+
+
+def _sync_partial_target(prefix: str, value: object) -> object:
+    assert prefix == "p"
+    return _sync_outcome(value)
+
+
+def _as_async(guarded: Callable[[object], object]) -> Callable[[object], Any]:
+    async def run(value: object) -> object:
+        return guarded(value)
+
+    return run
+
+
+def _sync_plain(breaker: CircuitBreaker) -> Callable[[object], Any]:
+    @breaker
+    def guarded(value: object) -> object:
+        return _sync_outcome(value)
+
+    return _as_async(guarded)
+
+
+def _sync_method(breaker: CircuitBreaker) -> Callable[[object], Any]:
+    class Service:
+        @breaker
+        def method(self, value: object) -> object:
+            return _sync_outcome(value)
+
+    return _as_async(Service().method)
+
+
+def _sync_callable_object(breaker: CircuitBreaker) -> Callable[[object], Any]:
+    return _as_async(breaker(_SyncCallable()))
+
+
+def _sync_partial(breaker: CircuitBreaker) -> Callable[[object], Any]:
+    return _as_async(breaker(functools.partial(_sync_partial_target, "p")))
+
+
+def _sync_call(breaker: CircuitBreaker) -> Callable[[object], Any]:
+    return _as_async(lambda value: breaker.call(_sync_outcome, value))
+
+
+def _with(breaker: CircuitBreaker) -> Callable[[object], Any]:
+    def run(value: object) -> object:
+        with breaker:
+            return _sync_outcome(value)
+
+    return _as_async(run)
+
+
+def _sync_generator(breaker: CircuitBreaker) -> Callable[[object], Any]:
+    @breaker
+    def produce(value: object) -> Iterator[object]:
+        yield _sync_outcome(value)
+
+    return _as_async(lambda value: list(produce(value))[0])
+
+
+def _call_generator(breaker: CircuitBreaker) -> Callable[[object], Any]:
+    def produce(value: object) -> Iterator[object]:
+        yield _sync_outcome(value)
+
+    return _as_async(lambda value: list(breaker.call_generator(produce, value))[0])
+
+
+def _call_async_generator(breaker: CircuitBreaker) -> Callable[[object], Any]:
+    async def produce(value: object) -> AsyncIterator[object]:
+        yield await _outcome(value)
+
+    async def run(value: object) -> object:
+        return [item async for item in breaker.call_async_generator(produce, value)][0]
+
+    return run
+
+
+def _admit_finish(breaker: CircuitBreaker) -> Callable[[object], Any]:
+    async def run(value: object) -> object:
+        ticket = breaker.admit()
+        try:
+            result = await _outcome(value)
+        except BaseException as exc:
+            breaker.finish(ticket, exc)
+            raise
+        breaker.finish(ticket, result=result)
+        return result
+
+    return run
+
+
 GUARDS: dict[str, Callable[[CircuitBreaker], Callable[[object], Any]]] = {
+    "sync-function": _sync_plain,
+    "sync-method": _sync_method,
+    "sync-callable-object": _sync_callable_object,
+    "sync-partial": _sync_partial,
+    "sync-call()": _sync_call,
+    "with": _with,
+    "sync-generator": _sync_generator,
+    "call_generator()": _call_generator,
+    "call_async_generator()": _call_async_generator,
+    "admit()-finish()": _admit_finish,
     "function": _plain,
     "method": _method,
     "callable-object": _callable_object,
