@@ -15,6 +15,8 @@ gate is dirty), and a failure is finished by :func:`gate_failure`.
 
 from __future__ import annotations
 
+import builtins
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -143,6 +145,9 @@ class Admission(Probing):
         # isinstance() alone keeps cancellation and other BaseExceptions neutral.
         if isinstance(exc, settings.expected):
             return True
+        members = _members(exc)
+        if members is not None:  # a group is a failure if any exception in it is one
+            return any(self._is_failure(member) for member in members)
         predicate = settings.predicate
         if predicate is None or not isinstance(exc, Exception):
             return False
@@ -156,6 +161,16 @@ class Admission(Probing):
     def _gate_success(self, gate: Gate) -> None:
         """Finish a call admitted through ``gate`` that succeeded while a streak was pending."""
         self._record_success(gate.generation, False, 0.0)  # noqa: FBT003 - (already counted)
+
+
+def _members(exc: BaseException) -> tuple[BaseException, ...] | None:
+    """Return the exceptions in ``exc`` if it is an exception group (a TaskGroup's, say)."""
+    group = getattr(builtins, "BaseExceptionGroup", None)
+    if group is None:  # Python 3.10: the backport, if a library (anyio, trio) uses it
+        group = getattr(sys.modules.get("exceptiongroup"), "BaseExceptionGroup", None)
+    if group is not None and isinstance(exc, group):
+        return tuple(exc.exceptions)
+    return None
 
 
 def _count(live: Live, outcome: Outcome, *, slow: bool) -> None:

@@ -19,7 +19,7 @@ from ._config import ExpectedException, FailurePredicate, validate_name
 from ._core import CLOSED, COUNTING, DISABLED, FORCED_OPEN, HALF_OPEN, OPEN, State
 from ._events import Listener
 from ._policies import Backoff, HalfOpen, OpenDuration, RatePolicy
-from ._registry import created, global_subscriptions, track, untrack
+from ._registry import created, global_subscriptions, track, untrack, warn_if_shared
 from ._settings import settings
 from ._storage import Storage
 from .typing import Guarded
@@ -140,6 +140,7 @@ class CircuitBreaker(Permits):
         wrapper = _wrappers.wrap(self, function, self._settings)
         if self._name is None:
             self._name = _qualname(function)
+            warn_if_shared(self)
         return wrapper
 
     # -- calling ------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ per registration.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -25,6 +26,8 @@ Match = str | Callable[["CircuitBreaker"], object] | None
 predicate taking the breaker."""
 
 __all__ = ["CircuitBreakerMonitor"]
+
+logger = logging.getLogger("aiocircuitbreaker")
 
 _lock = threading.Lock()
 _refs: list[weakref.ref[CircuitBreaker]] = []
@@ -97,6 +100,30 @@ def untrack(breaker: CircuitBreaker) -> None:
     """Forget a breaker (its construction failed, or the registry is being emptied)."""
     with _lock:
         _refs[:] = [ref for ref in _refs if ref() is not breaker and ref() is not None]
+
+
+# Default names already warned about (once per name: a breaker made per request shares its
+# default name with the ones before it, and one warning says it).
+_warned: set[str] = set()
+
+
+def warn_if_shared(breaker: CircuitBreaker) -> None:
+    r"""Warn (once per name) that a breaker took a default name another live breaker has.
+
+    Default names are ``__qualname__``\ s, as in 2.x: ``Client.get`` in two modules gives two
+    breakers of one name, which the monitor's lookups and the exporters cannot tell apart.
+    """
+    name = breaker.name
+    if name is None or name in _warned:
+        return
+    if any(other is not breaker and other.name == name for other in live()):
+        _warned.add(name)
+        logger.warning(
+            "circuit breaker %r took the default name of another live breaker: the monitor "
+            "finds the newest by that name and the exporters add them up; pass name=... to "
+            "tell them apart",
+            name,
+        )
 
 
 def created(breaker: CircuitBreaker) -> None:

@@ -74,9 +74,11 @@ def force_state(state: State | str, *breakers: CircuitBreaker) -> Iterator[list[
     Raises:
         ValueError: ``state`` is not a State (or a State's value).
     """
-    with _holding(_parse_state(state), breakers, pin=False) as forced:
-        yield forced
-        del forced
+    target = _parse_state(state)
+    held = [weakref.ref(breaker) for breaker in breakers]
+    del breakers  # held weakly from here on
+    with _holding(target, held, pin=False) as forced:
+        yield [b for b in (ref() for ref in forced) if b is not None]  # (not kept here)
 
 
 @contextmanager
@@ -93,7 +95,7 @@ def passthrough() -> Iterator[None]:
             with passthrough():
                 yield
     """
-    with _holding(State.DISABLED, (), pin=True):
+    with _holding(State.DISABLED, [], pin=True):
         yield
 
 
@@ -118,7 +120,9 @@ def use_clock(clock: Callable[[], float], *breakers: CircuitBreaker) -> Iterator
     def swap(breaker: CircuitBreaker) -> None:
         swapped.append((weakref.ref(breaker), rebase(breaker, clock)))
 
-    with _every(breakers, swap):
+    held = [weakref.ref(breaker) for breaker in breakers]
+    del breakers  # held weakly from here on
+    with _every(held, swap):
         try:
             yield
         finally:
@@ -130,8 +134,8 @@ def use_clock(clock: Callable[[], float], *breakers: CircuitBreaker) -> Iterator
 
 @contextmanager
 def _holding(
-    target: State, breakers: tuple[CircuitBreaker, ...], *, pin: bool
-) -> Iterator[list[CircuitBreaker]]:
+    target: State, breakers: list[weakref.ref[CircuitBreaker]], *, pin: bool
+) -> Iterator[list[weakref.ref[CircuitBreaker]]]:
     token = object()
     forced: list[weakref.ref[CircuitBreaker]] = []
 
@@ -141,8 +145,7 @@ def _holding(
 
     with _every(breakers, force):
         try:
-            # The breakers forced at entry (none for passthrough(), which keeps no reference).
-            yield [] if pin else [b for b in (ref() for ref in forced) if b is not None]
+            yield forced[:]  # the breakers forced at entry, weakly
         finally:
             for ref in reversed(forced):
                 breaker = ref()
@@ -152,11 +155,13 @@ def _holding(
 
 @contextmanager
 def _every(
-    breakers: tuple[CircuitBreaker, ...], apply: Callable[[CircuitBreaker], object]
+    breakers: list[weakref.ref[CircuitBreaker]], apply: Callable[[CircuitBreaker], object]
 ) -> Iterator[None]:
-    """Apply ``apply`` to ``breakers`` now; with none given, to every live and new one."""
-    for breaker in breakers or _registry.live():
-        apply(breaker)
+    """Apply ``apply`` to ``breakers`` now; with none given, to every live and new one.
+
+    Holds no breaker while the block runs (they are held weakly: one dropped inside is freed).
+    """
+    _apply_each(apply, [ref() for ref in breakers] if breakers else _registry.live())
     if breakers:
         yield
         return
@@ -165,6 +170,14 @@ def _every(
         yield
     finally:
         _registry.remove_creation_hook(apply)
+
+
+def _apply_each(
+    apply: Callable[[CircuitBreaker], object], breakers: list[CircuitBreaker | None]
+) -> None:
+    for breaker in breakers:
+        if breaker is not None:
+            apply(breaker)
 
 
 def _parse_state(state: object) -> State:

@@ -192,19 +192,25 @@ def _with(breaker: CircuitBreaker) -> Callable[[object], Any]:
     return _as_async(run)
 
 
+def _only(items: Iterator[object]) -> object:
+    """Run a generator to its end (its outcome is recorded then); return its one item."""
+    (item,) = items
+    return item
+
+
 def _sync_generator(breaker: CircuitBreaker) -> Callable[[object], Any]:
     @breaker
     def produce(value: object) -> Iterator[object]:
         yield _sync_outcome(value)
 
-    return _as_async(lambda value: list(produce(value))[0])
+    return _as_async(lambda value: _only(produce(value)))
 
 
 def _call_generator(breaker: CircuitBreaker) -> Callable[[object], Any]:
     def produce(value: object) -> Iterator[object]:
         yield _sync_outcome(value)
 
-    return _as_async(lambda value: list(breaker.call_generator(produce, value))[0])
+    return _as_async(lambda value: _only(breaker.call_generator(produce, value)))
 
 
 def _call_async_generator(breaker: CircuitBreaker) -> Callable[[object], Any]:
@@ -212,7 +218,8 @@ def _call_async_generator(breaker: CircuitBreaker) -> Callable[[object], Any]:
         yield await _outcome(value)
 
     async def run(value: object) -> object:
-        return [item async for item in breaker.call_async_generator(produce, value)][0]
+        (item,) = [item async for item in breaker.call_async_generator(produce, value)]
+        return item
 
     return run
 

@@ -255,16 +255,48 @@ async def test_repr_shows_name_state_and_count(clock: FakeClock) -> None:
     assert repr(breaker) == "<CircuitBreaker 'db' state=closed failures=0/3>"
 
 
-async def test_decorating_a_sync_function_fails() -> None:
-    """A synchronous function is refused at decoration, naming it."""
+async def test_sync_functions_are_guarded_synchronously() -> None:
+    """A plain function gets a plain wrapper: it returns, raises and is rejected in place."""
+    breaker = CircuitBreaker(failure_threshold=1, expected_exception=DependencyDown)
+
+    @breaker
+    def fetch(value: object) -> object:
+        if isinstance(value, BaseException):
+            raise value
+        return value
+
+    assert not inspect.iscoroutinefunction(fetch)
+    assert fetch(1) == 1
+    with pytest.raises(DependencyDown):
+        fetch(DependencyDown())
+    with pytest.raises(CircuitBreakerError):
+        fetch(2)
+    assert fetch.circuit_breaker is breaker
+
+
+async def test_an_async_fallback_cannot_serve_a_sync_function() -> None:
+    """Decorating a sync function with an async def fallback is refused, naming both."""
+
+    async def cached() -> None:
+        return None  # pragma: no cover - refused
 
     def sync_fetch() -> None:
-        pass  # pragma: no cover
+        return None  # pragma: no cover - refused
 
-    with pytest.raises(ValueError, match="sync_fetch"):
-        circuit(sync_fetch)
-    with pytest.raises(ValueError, match="synchronous"):
-        CircuitBreaker()(sync_fetch)
+    with pytest.raises(ValueError, match=r"sync_fetch.*async def function"):
+        circuit(fallback_function=cached)(sync_fetch)
+
+
+async def test_a_sync_fallback_answers_a_rejected_sync_call() -> None:
+    """A rejected sync call returns its sync fallback's answer, given the call's arguments."""
+    breaker = CircuitBreaker(fallback_function=lambda value: f"cached {value}")
+    breaker.force_open()
+
+    @breaker
+    def fetch(value: str) -> str:
+        return value  # pragma: no cover - rejected
+
+    assert fetch("x") == "cached x"
 
 
 async def test_wrapper_binds_as_a_method() -> None:

@@ -1,65 +1,79 @@
-"""The pure core, tested without a breaker, a clock or an event loop."""
+"""The value core, tested without a breaker, a clock, a lock or an event loop."""
 
 from __future__ import annotations
 
-from aiocircuitbreaker._state import CLOSED, FAILURE, HALF_OPEN, INITIAL, OPEN, Rules, Snapshot
+import dataclasses
+import math
+import pickle
 
-from aiocircuitbreaker import _state
-from aiocircuitbreaker._policies import HalfOpen
+import pytest
 
-RULES = Rules(3, None, HalfOpen(), lambda openings, failure: 5.0 * openings)
-
-
-def test_closed_admits_unchanged() -> None:
-    """A closed snapshot admits every call without changing."""
-    assert _state.admit(INITIAL, 123.0, RULES, -2) == (INITIAL, True)
-
-
-def test_open_rejects_until_the_deadline_then_admits_one_probe() -> None:
-    """Open rejects before its deadline; at it, the first admission makes it half-open."""
-    opened = _state.open_now(INITIAL, 10.0, RULES, 3, None)
-    assert opened == Snapshot(OPEN, 1, 15.0, (), None, 3, openings=1)
-    assert _state.admit(opened, 14.999, RULES, -2) == (opened, False)
-    probing, admitted = _state.admit(opened, 15.0, RULES, -2)
-    assert admitted
-    assert probing == Snapshot(HALF_OPEN, 2, 15.0, ((-2, 15.0),), None, 3, openings=1)
-    assert _state.admit(probing, 99.0, RULES, -3) == (probing, False)
+from aiocircuitbreaker import _core
+from aiocircuitbreaker._core import (
+    CLOSED,
+    DISABLED,
+    FORCED_OPEN,
+    HALF_OPEN,
+    INITIAL,
+    METRICS_ONLY,
+    OPEN,
+    Value,
+)
 
 
-def test_backoff_sees_consecutive_openings() -> None:
-    """Each re-opening without a close in between counts one more opening."""
-    opened = _state.open_now(INITIAL, 0.0, RULES, 3, None)
-    probing, _ = _state.admit(opened, 5.0, RULES, -2)
-    reopened = _state.probe_finished(probing, -2, FAILURE, False, 6.0, RULES, None)
-    assert reopened.openings == 2
-    assert reopened.open_until == 6.0 + 10.0
-    assert reopened.tripped_failures == 4
-    assert _state.close(reopened).openings == 0
+def test_a_value_is_plain_comparable_data() -> None:
+    """Values are frozen, compare by content, and survive a trip through pickle."""
+    opened = _core.opened(INITIAL, 3, 30.0)
+    assert opened == Value(OPEN, 1, 3, 1, 30.0)
+    assert pickle.loads(pickle.dumps(opened)) == opened
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opened.state = CLOSED  # type: ignore[misc]
+    assert {type(getattr(opened, f.name)) for f in dataclasses.fields(Value)} <= {
+        _core.State,
+        int,
+        float,
+    }
 
 
-def test_current_state_is_lazy() -> None:
-    """An open snapshot reads as half-open once its deadline has passed."""
-    opened = _state.open_now(INITIAL, 0.0, RULES, 1, None)
-    assert _state.current_state(opened, 4.0, RULES) is OPEN
-    assert _state.current_state(opened, 5.0, RULES) is HALF_OPEN
-    assert _state.current_state(INITIAL, 1.0, RULES) is CLOSED
+def test_every_transition_starts_a_new_generation() -> None:
+    """Opening, half-opening, closing and entering a mode each bump the generation."""
+    opened = _core.opened(INITIAL, 3, 30.0)
+    half = _core.half_opened(opened, 2.5)
+    reopened = _core.opened(half, 4, 60.0)
+    closed = _core.closed(reopened)
+    assert [v.generation for v in (INITIAL, opened, half, reopened, closed)] == [0, 1, 2, 3, 4]
+    assert _core.entered(closed, FORCED_OPEN, 0).generation == 5
 
 
-def test_counting_failures() -> None:
-    """A closed snapshot gets a counter on its first failure and keeps it after."""
-    counting = _state.count_failures(INITIAL)
-    assert counting.failures is not None
-    assert _state.count_failures(counting) is counting
-    assert _state.failure_count(counting) == 0
-    next(counting.failures)
-    next(counting.failures)
-    assert _state.failure_count(counting) == 2
-    assert _state.forget_failures(counting) == INITIAL
+def test_openings_count_until_the_breaker_closes() -> None:
+    """Consecutive openings grow (what backoff follows); closing starts over."""
+    opened = _core.opened(INITIAL, 3, 30.0)
+    reopened = _core.opened(_core.half_opened(opened, 0.0), 4, 60.0)
+    assert (opened.openings, reopened.openings) == (1, 2)
+    assert reopened.failures == 4
+    assert _core.closed(reopened) == Value(CLOSED, 4)
 
 
-def test_close_and_stale_probes() -> None:
-    """close() starts a new closed generation; unknown probe permits change nothing."""
-    probing = Snapshot(HALF_OPEN, 4, 1.0, ((-7, 1.0),), None, 2)
-    assert _state.close(probing) == Snapshot(CLOSED, 5, 1.0, (), None, 0)
-    assert _state.probe_finished(probing, -8, FAILURE, False, 2.0, RULES, None) is probing
-    assert _state.probe_finished(INITIAL, -7, FAILURE, False, 2.0, RULES, None) is INITIAL
+def test_half_open_keeps_when_the_open_period_ended() -> None:
+    """A half-open value says how long before it was stored its open period ended."""
+    half = _core.half_opened(_core.opened(INITIAL, 3, 30.0), 2.5)
+    assert half.state is HALF_OPEN
+    assert half.open_for == -2.5
+    assert half.failures == 3
+
+
+def test_modes_set_by_hand() -> None:
+    """Forced open never ends; metrics-only counts from zero; disabled keeps the count."""
+    forced = _core.entered(INITIAL, FORCED_OPEN, 2)
+    assert forced.open_for == math.inf
+    assert forced.failures == 2
+    assert _core.entered(INITIAL, METRICS_ONLY, 2).failures == 0
+    assert _core.entered(INITIAL, DISABLED, 2).failures == 2
+
+
+def test_restored_values_are_a_new_generation() -> None:
+    """A value brought back by the testing helpers comes after the current generation."""
+    saved = _core.opened(INITIAL, 3, 30.0)
+    current = _core.entered(saved, FORCED_OPEN, 3)
+    restored = _core.restored(saved, current, 12.0)
+    assert restored == Value(OPEN, current.generation + 1, 3, 1, 12.0)
