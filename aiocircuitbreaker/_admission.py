@@ -221,7 +221,9 @@ def gate_failure(breaker: Admission, gate: Gate, exc: BaseException) -> None:
     gate.last = exc
     streak = next(gate.counter)
     gate.dirty = True
-    if streak >= gate.limit:
+    if streak < 0:  # stale: a shared storage moved on
+        breaker._stale(gate.generation)
+    elif streak >= gate.limit:
         view = breaker._view
         if view.gate is gate:  # else: of an older generation, or of a streak already ended
             breaker._streak_trip(view, streak + 1, exc)

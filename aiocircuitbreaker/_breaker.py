@@ -235,8 +235,10 @@ class CircuitBreaker(Permits):
     @property
     def state(self) -> State:
         """The current state; an open breaker whose recovery timeout has passed is half-open."""
+        live = self._live
         value = self._view.value
-        if value.state is CLOSED or value.state is DISABLED:
+        own = live is None or live.own  # (else another writer may have changed it)
+        if own and (value.state is CLOSED or value.state is DISABLED):
             return value.state
         return self._as_of(self._settings.clock()).state
 

@@ -80,6 +80,7 @@ class Engine(Announcer):
             if live is not None:
                 return live
             settings = self._settings
+            own = storage is None
             if storage is None:
                 policy = settings.policy
                 storage = InMemoryStorage(
@@ -88,7 +89,7 @@ class Engine(Announcer):
                     lock=self._lock,
                 )
             now = settings.clock()
-            live = self._live = Live(now, storage)
+            live = self._live = Live(now, storage, own=own)
             reading = storage.read()
             self._set_view(reading.value, now - reading.age, counts=reading.counts)
             return live
@@ -259,6 +260,7 @@ class Engine(Announcer):
         counts = live.storage.record(generation, True, slow, duration)  # noqa: FBT003
         view = self._view
         if counts is None or view.value.generation != generation:
+            self._stale(generation)
             return  # an outcome of an older generation changes nothing
         gate = view.gate
         if gate is not None:
@@ -271,6 +273,11 @@ class Engine(Announcer):
             self._policy_trip(view, counts, failure)
         else:
             self._streak_trip(view, counts[3], failure)
+
+    def _stale(self, generation: int) -> None:
+        """An outcome of ``generation`` was stale: if the view is of it, the storage moved on."""
+        if self._view.value.generation == generation:
+            self._refresh(self._settings.clock())
 
     def _streak_trip(self, view: View, streak: int, failure: BaseException | None) -> None:
         """Open the breaker if a failure streak of ``streak`` reached the threshold."""
@@ -285,6 +292,7 @@ class Engine(Announcer):
             counts = live.storage.record(generation, False, slow, duration)  # noqa: FBT003
             view = self._view
             if counts is None or view.value.generation != generation:
+                self._stale(generation)
                 return
             live.last_failure = None  # the failure streak is over, as in 2.x
             gate = view.gate
@@ -319,10 +327,19 @@ class Engine(Announcer):
         deliver(self._get_live().listeners, event)
 
     def _read(self) -> tuple[Reading, View]:
-        """Return the storage's reading and the view, taken together."""
+        """Return the storage's reading and the view, taken together.
+
+        A storage shared with other writers may have moved on: the view is brought up to date
+        (silently: what another writer did was announced where it was done).
+        """
         live = self._get_live()
         with self._lock:
-            return live.storage.read(), self._view
+            reading = live.storage.read()
+            view = self._view
+            if reading.value.generation != view.value.generation:
+                now = self._settings.clock()
+                view = self._set_view(reading.value, now - reading.age, counts=reading.counts)
+            return reading, view
 
 
 def refresh_listeners(breaker: Engine) -> None:

@@ -96,15 +96,17 @@ class Live(Counters):
         "last_failure",
         "listeners",
         "opening",
+        "own",
         "pending",
         "saved",
         "storage",
         "subscriptions",
     )
 
-    def __init__(self, now: float, storage: Storage) -> None:
+    def __init__(self, now: float, storage: Storage, *, own: bool) -> None:
         super().__init__(now)
         self.storage = storage
+        self.own = own  # the breaker made its storage: nobody else writes to it
         self.last_failure: BaseException | None = None
         self.subscriptions: tuple[Subscription, ...] = ()  # the breaker's own listeners
         self.listeners: tuple[Subscription, ...] = ()  # those (own and global) of call events

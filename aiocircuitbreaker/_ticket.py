@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._breaker import CircuitBreaker
+    from ._core import Outcome
 
 __all__ = ["NO_RESULT", "Ticket"]
 
@@ -66,9 +67,15 @@ class Ticket:
         self.counted = counted
         self.finished = False
 
-    def finish(self, exception: BaseException | None = None, result: Any = NO_RESULT) -> None:
+    def finish(
+        self,
+        exception: BaseException | None = None,
+        result: Any = NO_RESULT,
+        *,
+        outcome: Outcome | None = None,
+    ) -> Outcome:
         """Report how the call ended (the same as ``breaker.finish(self, ...)``)."""
-        self.breaker.finish(self, exception, result)
+        return self.breaker.finish(self, exception, result, outcome=outcome)
 
     def __repr__(self) -> str:
         kind = "probe" if self.probe is not None else "call" if self.counted else "bypass"
