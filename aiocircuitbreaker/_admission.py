@@ -103,11 +103,13 @@ class Admission(Probing):
         """
         if outcome is None:
             outcome = self._judge(exc, result)
-        now = None if started is None else self._settings.clock()
+        settings = self._settings
+        now = None if started is None else settings.clock()
         duration = 0.0 if now is None else now - started  # type: ignore[operator]
-        slow = self._slow(outcome, duration)
-        live = self._get_live()
-        _count(live, outcome, slow=slow)
+        limit = settings.slow_call_duration
+        slow = limit is not None and duration > limit and outcome is not NEUTRAL
+        live = self._live or self._get_live()
+        _count(live, outcome, slow)
         failure = exc if outcome is FAILURE else None
         if probe is not None:
             self._release(generation, probe, outcome, slow=slow, failure=failure)
@@ -116,13 +118,8 @@ class Admission(Probing):
         elif outcome is SUCCESS:
             self._record_success(generation, slow, duration)
         if now is not None and live.listeners:
-            self._report(outcome, now, duration, exc)
+            self._report(live, outcome, now, duration, exc)
         return outcome
-
-    def _slow(self, outcome: Outcome, duration: float) -> bool:
-        """Return whether a call that ended so, after ``duration`` seconds, was slow."""
-        limit = self._settings.slow_call_duration
-        return outcome is not NEUTRAL and limit is not None and duration > limit
 
     def _judge(self, exc: BaseException | None, result: Any) -> Outcome:
         """Return the outcome of a call that raised ``exc`` or returned ``result``."""
@@ -159,8 +156,18 @@ class Admission(Probing):
             return False
 
     def _gate_success(self, gate: Gate) -> None:
-        """Finish a call admitted through ``gate`` that succeeded while a streak was pending."""
-        self._record_success(gate.generation, False, 0.0)  # noqa: FBT003 - (already counted)
+        """Finish a call admitted through a dirty ``gate`` that succeeded (already counted).
+
+        A streak may be pending, or a policy's window wants the success.
+        """
+        pending = gate.pending
+        if pending is not None:  # a count window that successes can no longer trip
+            next(pending)
+            live = self._live
+            if live is not None and live.last_failure is not None:
+                live.last_failure = None  # the failure streak is over, as in 2.x
+            return
+        self._record_success(gate.generation, False, 0.0)  # noqa: FBT003
 
 
 def _members(exc: BaseException) -> tuple[BaseException, ...] | None:
@@ -173,7 +180,7 @@ def _members(exc: BaseException) -> tuple[BaseException, ...] | None:
     return None
 
 
-def _count(live: Live, outcome: Outcome, *, slow: bool) -> None:
+def _count(live: Live, outcome: Outcome, slow: bool) -> None:  # noqa: FBT001
     """Add a finished call to the totals."""
     if outcome is SUCCESS:
         next(live.successes)
@@ -218,6 +225,9 @@ def gate_failure(breaker: Admission, gate: Gate, exc: BaseException) -> None:
         next(gate.neutral)
         return
     next(gate.failures)
+    if gate.policy:  # the window decides: the engine's recording, in full
+        breaker._record_failure(gate.generation, exc)
+        return
     gate.last = exc
     streak = next(gate.counter)
     gate.dirty = True

@@ -110,7 +110,7 @@ class Permits(Control):
         ticket = self.admit()
         live = self._get_live()
         with self._lock:
-            live.blocks.append((frame, ticket))
+            live.blocks = (*live.blocks, (frame, ticket))
         _entered.set((*_entered.get(), weakref.ref(ticket)))
 
     def _exit_block(self, frame: object, exc: BaseException | None) -> None:
@@ -129,7 +129,8 @@ class Permits(Control):
                 msg = "CircuitBreaker.__exit__ without a matching __enter__"
                 raise RuntimeError(msg)
             index = _best_block(blocks, frame, here)
-            _, ticket = blocks.pop(index)
+            _, ticket = blocks[index]
+            live.blocks = blocks[:index] + blocks[index + 1 :]
         _entered.set(tuple(ref for ref in _entered.get() if ref() is not ticket))
         self.finish(ticket, exc)
 
@@ -140,7 +141,7 @@ def _caller() -> object:
     return None if frame is None or frame.f_back is None else frame.f_back.f_back
 
 
-def _best_block(blocks: list[tuple[object, Ticket]], frame: object, here: set[int]) -> int:
+def _best_block(blocks: tuple[tuple[object, Ticket], ...], frame: object, here: set[int]) -> int:
     """Return the index of the block to finish (see ``CircuitBreaker._exit_block``)."""
     for wanted in (
         lambda f, t: f is frame and frame is not None and id(t) in here,

@@ -241,17 +241,15 @@ class Control(Admission):
 
         self._change(make, f"testing.force_state({target.value!r})", quiet=pin, held=True)
         with self._lock:
-            live.saved.append((token, saved[-1], pin))
+            live.saved = (*live.saved, (token, saved[-1], pin))
 
     def _release_hold(self, token: object, target: State) -> None:
         """Give back the state saved by :meth:`_hold` under ``token``."""
         live = self._get_live()
         with self._lock:
-            entries = [entry for entry in live.saved if entry[0] is token]
-            if not entries:
-                return
-            live.saved.remove(entries[0])
-        _, saved, pin = entries[0]
+            (entry,) = [entry for entry in live.saved if entry[0] is token]
+            live.saved = tuple(other for other in live.saved if other is not entry)
+        _, saved, pin = entry
 
         def make(view: View, now: float) -> Value:
             # A new generation: calls made inside the block, probes included, do not count.

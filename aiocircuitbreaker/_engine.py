@@ -146,11 +146,14 @@ class Engine(Announcer):
 
     def _gate_for(self, value: Value, live: Live, counts: Counts | None) -> Gate | None:
         """Return the fast path's gate for ``value``, if it can have one."""
-        if value.state is not CLOSED or not self._settings.simple:
+        settings = self._settings
+        if value.state is not CLOSED or not settings.gated:
             return None
         pending = value.failures if counts is None else counts[3]
         counter = failure_counter(live.storage, value.generation)
-        return Gate(value.generation, live, self._settings, counter, dirty=pending > 0)
+        # Under a policy every outcome feeds the window: the gate stays dirty for good.
+        dirty = pending > 0 or settings.policy is not None
+        return Gate(value.generation, live, settings, counter, dirty=dirty)
 
     def _refresh_listeners(self) -> None:
         """Recompute which listeners want call events after one was added or removed."""
@@ -287,7 +290,14 @@ class Engine(Announcer):
 
     def _record_success(self, generation: int, slow: bool, duration: float) -> None:  # noqa: FBT001
         """Count a success of a counting generation (it ends the failure streak)."""
+        view = self._view
+        gate = view.gate
+        if gate is not None and not gate.dirty and gate.generation == generation:
+            return  # closed with no streak pending, and no window: nothing to record
         live = self._get_live()
+        if self._settings.policy is not None:
+            self._window_success(live, generation, slow, duration)
+            return
         with self._lock:
             counts = live.storage.record(generation, False, slow, duration)  # noqa: FBT003
             view = self._view
@@ -300,8 +310,34 @@ class Engine(Announcer):
                 gate.counter = failure_counter(live.storage, generation)  # a new streak
                 gate.dirty = counts[3] > 0
                 gate.last = None
-        if view.value.state is CLOSED and self._settings.policy is not None:
-            self._policy_trip(view, counts, None)
+
+    def _window_success(self, live: Live, generation: int, slow: bool, duration: float) -> None:  # noqa: FBT001
+        """Record a success in the rate window (the storage's lock is enough: no gate to keep)."""
+        counts = live.storage.record(generation, False, slow, duration)  # noqa: FBT003
+        view = self._view
+        if counts is None or view.value.generation != generation:
+            self._stale(generation)
+            return
+        live.last_failure = None  # the failure streak is over, as in 2.x
+        if view.value.state is not CLOSED:
+            return
+        self._policy_trip(view, counts, None)
+        gate = view.gate
+        if gate is not None and gate.pending is None:
+            self._settle_successes(live, gate, counts)
+
+    def _settle_successes(self, live: Live, gate: Gate, counts: Counts) -> None:
+        """Let the gate count successes lock-free once a count window holds minimum_calls.
+
+        A success never raises a failure or slow-call rate, and a count window never holds
+        fewer calls later in its generation: from then on successes decide nothing.
+        """
+        policy = self._settings.policy
+        assert policy is not None
+        if counts[0] >= policy.required_calls:
+            counter = getattr(live.storage, "success_counter", None)
+            if counter is not None:
+                gate.pending = counter(gate.generation)
 
     def _policy_trip(self, view: View, counts: Counts, failure: BaseException | None) -> None:
         """Open the breaker if its rate policy says ``counts`` trip it."""
@@ -314,7 +350,7 @@ class Engine(Announcer):
     # -- reports ------------------------------------------------------------------------------
 
     def _report(
-        self, outcome: Outcome, now: float, duration: float, exc: BaseException | None
+        self, live: Live, outcome: Outcome, now: float, duration: float, exc: BaseException | None
     ) -> None:
         """Tell the call listeners how a call ended."""
         event: Event
@@ -324,7 +360,7 @@ class Engine(Announcer):
             event = CallFailed(self, now, duration, exc)  # type: ignore[arg-type]
         else:
             event = CallNeutral(self, now, duration, exc)  # type: ignore[arg-type]
-        deliver(self._get_live().listeners, event)
+        deliver(live.listeners, event)
 
     def _read(self) -> tuple[Reading, View]:
         """Return the storage's reading and the view, taken together.

@@ -23,7 +23,6 @@ every listener.
 from __future__ import annotations
 
 import asyncio
-import collections
 import inspect
 import logging
 import sys
@@ -212,18 +211,18 @@ def deliver(subscriptions: tuple[Subscription, ...], event: Event) -> None:
     once the current one has reached every listener: each listener sees events in the order
     they happened.
     """
-    queue: collections.deque[tuple[tuple[Subscription, ...], Event]] | None = getattr(
-        _delivering, "queue", None
-    )
+    state = _delivering.__dict__
+    queue: list[tuple[tuple[Subscription, ...], Event]] | None = state.get("queue")
     if queue is not None:
         queue.append((subscriptions, event))
         return
-    queue = _delivering.queue = collections.deque([(subscriptions, event)])
+    queue = state["queue"] = []
     try:
+        _deliver_now(subscriptions, event)
         while queue:
-            _deliver_now(*queue.popleft())
+            _deliver_now(*queue.pop(0))
     finally:
-        _delivering.queue = None
+        state["queue"] = None
 
 
 def _deliver_now(subscriptions: tuple[Subscription, ...], event: Event) -> None:

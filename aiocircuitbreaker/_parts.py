@@ -22,16 +22,18 @@ __all__ = ["INITIAL_VIEW", "Gate", "Live", "View", "failure_counter"]
 class Gate:
     """The fast path's permit for one closed generation (see ``_admission``).
 
-    A breaker holds one in ``_fast`` while it is closed, has no policy and no result predicate,
-    and has no listener of call events. It carries what a call through it needs, so that
-    finishing one takes no further lookups: the totals, the expected exceptions, the threshold
-    and a failure counter (the storage's lock-free one, or one that goes through ``record()``
-    for a storage without it); each ``next(counter)`` counts one failure and returns the
-    streak before it.
+    A breaker holds one in ``_fast`` while it is closed, has no result predicate and nothing to
+    time (no slow calls, no time window), and has no listener of call events. It carries what
+    a call through it needs, so that finishing one takes no further lookups: the totals, the
+    expected exceptions, the threshold and a failure counter (the storage's lock-free one, or
+    one that goes through ``record()`` for a storage without it); each ``next(counter)``
+    counts one failure and returns the streak before it.
 
     ``dirty`` is true while a failure streak may be pending: a success must then reach the
     storage to end it. It is set after a failure is counted, and cleared only under the lock,
     right after a success ended the streak, so it is never false while a streak is pending.
+    Under a policy it stays true (every outcome feeds the window), and ``policy`` sends
+    failures to the engine's full recording.
     ``last`` is the last failure through the gate: the breaker's last failure while the gate
     is current (a failure of an older generation lands on an older gate).
     """
@@ -45,6 +47,8 @@ class Gate:
         "last",
         "limit",
         "neutral",
+        "pending",
+        "policy",
         "successes",
     )
 
@@ -63,6 +67,10 @@ class Gate:
         self.neutral = live.neutral
         self.expected = settings.expected
         self.limit = settings.failure_threshold - 1  # the streak before a failure that trips
+        self.policy = settings.policy is not None  # then every outcome goes to the window
+        # Under a count window holding its minimum_calls, successes no rate can trip on go to
+        # the storage's lock-free counter of them (set by the engine when that is so).
+        self.pending: Iterator[int] | None = None
         self.counter = counter
         self.dirty = dirty
         self.last: BaseException | None = None
@@ -110,12 +118,12 @@ class Live(Counters):
         self.last_failure: BaseException | None = None
         self.subscriptions: tuple[Subscription, ...] = ()  # the breaker's own listeners
         self.listeners: tuple[Subscription, ...] = ()  # those (own and global) of call events
-        self.blocks: list[tuple[object, Ticket]] = []  # open `with` blocks: (frame, ticket)
+        self.blocks: tuple[tuple[object, Ticket], ...] = ()  # open `with` blocks: (frame, ticket)
         self.opening = -1  # the generation whose opening a thread is deciding now
         # (generation, seconds): the open duration asked for the opening after that generation
         self.pending: tuple[int, float] | None = None
         # What the testing helpers saved, newest last: (token, saved state, pinned).
-        self.saved: list[tuple[object, Any, bool]] = []
+        self.saved: tuple[tuple[object, Any, bool], ...] = ()
 
 
 def failure_counter(storage: Storage, generation: int) -> Iterator[int]:

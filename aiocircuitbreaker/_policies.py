@@ -12,7 +12,7 @@ import logging
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Real
 from typing import NamedTuple
 
@@ -89,6 +89,7 @@ class RatePolicy:
     slow_call_duration: float | None = None
     slow_call_rate: float | None = None
     trip: Callable[[Counts], object] | None = None
+    _required: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
         window: object = self.window  # checked at run time, whatever the annotation says
@@ -109,6 +110,11 @@ class RatePolicy:
             msg = f"trip must be callable or None, got {trip!r} ({type(trip).__name__})"
             raise TypeError(msg)
         self._check_consistency()
+        if self.minimum_calls is not None:
+            required = self.minimum_calls
+        else:
+            required = self.window.capacity or 10
+        object.__setattr__(self, "_required", required)  # (asked on every recorded call)
 
     def _check_consistency(self) -> None:
         """Refuse combinations of valid options that could never work together."""
@@ -129,10 +135,7 @@ class RatePolicy:
     @property
     def required_calls(self) -> int:
         """The effective ``minimum_calls``."""
-        if self.minimum_calls is not None:
-            return self.minimum_calls
-        capacity = self.window.capacity
-        return capacity if capacity is not None else 10
+        return self._required
 
     def should_trip(
         self,
@@ -144,7 +147,7 @@ class RatePolicy:
         ignore_minimum: bool = False,
     ) -> bool:
         """Return whether these counts open the breaker under this policy."""
-        if calls < self.required_calls and not ignore_minimum:
+        if calls < self._required and not ignore_minimum:
             return False
         if self.trip is not None:
             try:

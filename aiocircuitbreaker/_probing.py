@@ -37,8 +37,9 @@ class Probing(Engine):
 
     def _start(self) -> float | None:
         """Return when a call starts, if anything needs its duration."""
-        if self._settings.clocked or self._listeners():
-            return self._settings.clock()
+        settings, live = self._settings, self._live
+        if settings.clocked or (live is not None and live.listeners):
+            return settings.clock()
         return None
 
     def _catch_up(self, now: float) -> View:

@@ -40,9 +40,10 @@ class Settings:
         expected: The expected exception classes, ready for ``isinstance()`` (empty when a
             predicate decides).
         predicate: The ``expected_exception`` predicate, if one was given.
-        simple: No policy and no result predicate: a success of a clean closed breaker changes
-            nothing but the statistics (what the wrappers' fast path relies on).
+        gated: Calls can take the wrappers' fast path while the breaker is closed: no result
+            predicate, and nothing to time (no slow calls, no time window).
         clocked: Calls must be timed (slow calls, or a time window).
+        slow_call_duration: Seconds after which a call is slow, if the policy says so.
         fallback_is_async: The fallback is an ``async def`` function (it cannot serve sync
             callables).
     """
@@ -57,14 +58,10 @@ class Settings:
     failure_result: Callable[[Any], object] | None
     half_open: HalfOpen
     open_duration: Backoff | OpenDuration | None
-    simple: bool
+    gated: bool
     clocked: bool
     fallback_is_async: bool
-
-    @property
-    def slow_call_duration(self) -> float | None:
-        """Seconds after which a call is slow, if the policy says so."""
-        return None if self.policy is None else self.policy.slow_call_duration
+    slow_call_duration: float | None
 
     @property
     def expected_exception(self) -> tuple[type[Exception], ...] | FailurePredicate:
@@ -113,9 +110,10 @@ def settings(
         validate_callable("failure_result", failure_result),
         half_open or _DEFAULT_HALF_OPEN,  # type: ignore[arg-type]
         validate_callable("open_duration", open_duration),
-        simple=policy is None and failure_result is None,
+        gated=failure_result is None and not _clocked(policy),
         clocked=_clocked(policy),
         fallback_is_async=is_async_function(fallback),
+        slow_call_duration=policy.slow_call_duration if isinstance(policy, RatePolicy) else None,
     )
     if plain and len(_shared) < _SHARED_MAX:
         _shared[key] = made

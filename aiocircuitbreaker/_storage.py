@@ -53,10 +53,11 @@ from typing import Protocol, runtime_checkable
 
 from ._core import CLOSED, HALF_OPEN, INITIAL, METRICS_ONLY, Outcome, State, Value
 from ._counting import count_value
-from ._policies import Counts
 from ._windows import CountWindow, TimeWindow, Window
 
 __all__ = ["InMemoryStorage", "Probes", "Reading", "Storage", "Tally"]
+
+_NO_LEASES: dict[int, float] = {}  # shared while empty: never written to (see acquire)
 
 Tally = tuple[int, int, int, int]
 """A generation's counts: ``(calls, failures, slow_calls, consecutive_failures)``."""
@@ -157,26 +158,48 @@ class Storage(Protocol):
         ...
 
 
+_NO_PROBES = Probes()
+
+
 class _Tally:
     """The counting of one generation in memory.
 
     Without a window, the failure streak is an ``itertools.count``: a failure advances it
     without the lock, in one atomic step, and a success replaces it with a new one. A failure
     racing a success then lands on the count being replaced, which orders it before the
-    success: the streak is never wrong. Everything else happens under the storage's lock.
+    success: the streak is never wrong. With a count window, successes handed out through
+    :meth:`InMemoryStorage.success_counter` wait in ``pending`` (advanced lock-free) and are
+    moved into the window before anything else is done with it. Everything else happens under
+    the storage's lock.
     """
 
-    __slots__ = ("consecutive", "counter", "leases", "probes", "window")
+    __slots__ = ("consecutive", "counter", "drained", "leases", "pending", "probes", "window")
 
     def __init__(self, streak: int) -> None:
         self.counter = itertools.count(streak)
         self.consecutive = streak  # the streak under a window (kept under the lock)
         self.window: Window | None = None
-        self.leases: dict[int, float] = {}  # ticket -> when its lease runs out (storage clock)
-        self.probes = Probes()
+        self.pending: itertools.count[int] | None = None  # lock-free successes, not yet in
+        self.drained = 0  # how many of ``pending`` are in the window already
+        self.leases: dict[int, float] = _NO_LEASES  # ticket -> when its lease runs out
+        self.probes = _NO_PROBES
 
     def streak(self) -> int:
         return count_value(self.counter)
+
+    def drain(self, capacity: int) -> None:
+        """Move the successes waiting in ``pending`` into the window (under the lock)."""
+        pending, window = self.pending, self.window
+        if pending is None or window is None:
+            return
+        total = count_value(pending)
+        waiting = total - self.drained
+        if waiting:
+            self.drained = total
+            self.consecutive = 0
+            # More successes than a count window holds leave it holding only successes.
+            for _ in range(min(waiting, capacity)):
+                window.record(False, False, 0.0, 0.0)  # noqa: FBT003
 
 
 class InMemoryStorage:
@@ -189,7 +212,7 @@ class InMemoryStorage:
         lock: The re-entrant lock its operations run under (default: one of its own).
     """
 
-    __slots__ = ("_clock", "_lock", "_stored_at", "_tally", "_value", "_window")
+    __slots__ = ("_capacity", "_clock", "_lock", "_stored_at", "_tally", "_value", "_window")
 
     def __init__(
         self,
@@ -200,6 +223,7 @@ class InMemoryStorage:
     ) -> None:
         self._clock = clock
         self._window = window
+        self._capacity = window.capacity or 0 if window is not None else 0
         self._lock = threading.RLock() if lock is None else lock
         self._value = INITIAL
         self._stored_at = clock()
@@ -212,7 +236,7 @@ class InMemoryStorage:
             value, tally = self._value, self._tally
             age = max(0.0, now - self._stored_at)
             if _counting_state(value.state):
-                return Reading(value, age, self._counts(tally, now, peek=True))
+                return Reading(value, age, self._counts(tally, now))
             if value.state is HALF_OPEN:
                 leases = tuple(sorted(until - now for until in tally.leases.values()))
                 return Reading(value, age, probes=tally.probes, leases=leases)
@@ -264,21 +288,43 @@ class InMemoryStorage:
             value, tally = self._value, self._tally
             if value.generation != generation or not _counting_state(value.state):
                 return None
+            tally.drain(self._capacity)
             tally.consecutive = tally.consecutive + 1 if failed else 0
             now = self._clock()
-            if tally.window is None:
-                tally.window = self._window.new()  # type: ignore[union-attr]
-            tally.window.record(failed, slow, now - duration, now)
-            return self._counts(tally, now, peek=False)
+            window = tally.window
+            if window is None:
+                window = tally.window = self._window.new()  # type: ignore[union-attr]
+            window.record(failed, slow, now - duration, now)
+            calls, failures, slow_calls = window.totals(now)
+            return (calls, failures, slow_calls, tally.consecutive)
 
-    def _counts(self, tally: _Tally, now: float, *, peek: bool) -> Tally:
-        window = tally.window
+    def success_counter(self, generation: int) -> Iterator[int] | None:
+        """Return a lock-free counter of successes of ``generation`` (in-memory only).
+
+        For a generation counted in a count window: each ``next()`` on it counts one success,
+        moved into the window before anything else is done with it (a success cannot raise a
+        rate, so nothing needs to be decided on it). ``None`` for any other generation.
+        """
+        with self._lock:
+            value, tally = self._value, self._tally
+            if not isinstance(self._window, CountWindow) or value.generation != generation:
+                return None
+            if not _counting_state(value.state):
+                return None
+            if tally.pending is None:
+                tally.pending = itertools.count()
+            return tally.pending
+
+    def _counts(self, tally: _Tally, now: float) -> Tally:
+        """Return the counts of a counting generation, for a read (the lock is held)."""
         if self._window is None:
             return (0, 0, 0, tally.streak())
+        tally.drain(self._capacity)
+        window = tally.window
         if window is None:
             return (0, 0, 0, tally.consecutive)
-        totals = window.peek(now) if peek else window.counts(now)
-        return Counts(totals.calls, totals.failures, totals.slow_calls, tally.consecutive)
+        totals = window.peek(now)
+        return (totals.calls, totals.failures, totals.slow_calls, tally.consecutive)
 
     def acquire(
         self, generation: int, ticket: int, probes: int, successes: int | None, lease: float
@@ -299,6 +345,8 @@ class InMemoryStorage:
             taken = counts.running + (counts.finished if successes is None else 0)
             admitted = undecided and taken < probes
             if admitted:
+                if tally.leases is _NO_LEASES:
+                    tally.leases = {}
                 tally.leases[ticket] = now + lease
                 tally.probes = replace(counts, running=counts.running + 1)
             return replace(tally.probes, admitted=admitted, expired=expired)
@@ -371,7 +419,8 @@ class InMemoryStorage:
             self._clock = clock
             self._stored_at += shift
             tally = self._tally
-            tally.leases = {ticket: until + shift for ticket, until in tally.leases.items()}
+            if tally.leases:
+                tally.leases = {ticket: until + shift for ticket, until in tally.leases.items()}
             if isinstance(self._window, TimeWindow):
                 tally.window = None
 

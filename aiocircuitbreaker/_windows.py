@@ -89,6 +89,10 @@ class Window(Protocol):
         """Return the totals as of ``now`` without changing anything (for reads)."""
         ...
 
+    def totals(self, now: float) -> tuple[int, int, int]:
+        """Return ``(calls, failures, slow_calls)`` as of ``now`` (the per-call form)."""
+        ...
+
     def reset(self) -> None:
         """Forget every recorded call."""
         ...
@@ -205,6 +209,10 @@ class CallRing:
 
     peek = counts  # a count window does not move with time
 
+    def totals(self, now: float) -> tuple[int, int, int]:
+        """Return ``(calls, failures, slow_calls)`` over the last ``size`` calls."""
+        return (self._calls, self._failures, self._slow_calls)
+
     def reset(self) -> None:
         """Forget every recorded call."""
         self._outcomes = bytearray(self._size)
@@ -318,11 +326,15 @@ class BucketRing:
 
     def counts(self, now: float) -> WindowCounts:
         """Return the totals over the window as of ``now`` (moving it forward first)."""
+        return WindowCounts(*self.totals(now))
+
+    def totals(self, now: float) -> tuple[int, int, int]:
+        """Return ``(calls, failures, slow_calls)`` as of ``now`` (moving the window first)."""
         epoch = math.floor(now / self._bucket_length)
         head = self._head
         if head is None or epoch > head:
             self._move_to(epoch)
-        return WindowCounts(self._total_calls, self._total_failures, self._total_slow_calls)
+        return (self._total_calls, self._total_failures, self._total_slow_calls)
 
     def peek(self, now: float) -> WindowCounts:
         """Return the totals as of ``now`` without moving the window (O(buckets) at most)."""

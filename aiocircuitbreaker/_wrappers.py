@@ -120,7 +120,23 @@ def _function_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) -> 
     def guarded(*args: Any, **kwargs: Any) -> Any:
         gate = breaker._fast  # noqa: SLF001 - the gate (see the module docstring)
         if gate is None:
-            return call_sync(breaker, function, args, kwargs)
+            ticket = admit(breaker)
+            if type(ticket) is not Ticket:  # rejected
+                if ticket is not None:
+                    try:
+                        raise ticket
+                    finally:  # not kept by this frame's traceback: no reference cycle
+                        del ticket
+                return breaker.fallback_function(*args, **kwargs)  # type: ignore[misc]
+            if not ticket.counted:
+                return function(*args, **kwargs)
+            try:
+                result = function(*args, **kwargs)
+            except BaseException as exc:
+                finish(ticket, exc)
+                raise
+            finish(ticket, None, result)
+            return result
         try:
             result = function(*args, **kwargs)
         except BaseException as exc:
