@@ -176,7 +176,8 @@ def _members(exc: BaseException) -> tuple[BaseException, ...] | None:
     if group is None:  # Python 3.10: the backport, if a library (anyio, trio) uses it
         group = getattr(sys.modules.get("exceptiongroup"), "BaseExceptionGroup", None)
     if group is not None and isinstance(exc, group):
-        return tuple(exc.exceptions)
+        members: tuple[BaseException, ...] = tuple(exc.exceptions)  # pyright: ignore[reportAttributeAccessIssue]
+        return members
     return None
 
 

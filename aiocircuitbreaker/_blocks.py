@@ -42,8 +42,8 @@ class Permits(Control):
             CircuitBreakerError: The call is rejected (counted, and reported to listeners).
         """
         ticket = self._admit()
-        if type(ticket) is not Ticket:
-            error = ticket or CircuitBreakerError(self)  # (a fallback does not answer here)
+        if not isinstance(ticket, Ticket):
+            error = ticket or CircuitBreakerError(self)  # type: ignore[arg-type]  # (no fallback here)
             try:
                 raise error
             finally:  # not kept by this frame's traceback: no reference cycle
@@ -142,13 +142,14 @@ def _caller() -> object:
 
 
 def _best_block(blocks: tuple[tuple[object, Ticket], ...], frame: object, here: set[int]) -> int:
-    """Return the index of the block to finish (see ``CircuitBreaker._exit_block``)."""
-    for wanted in (
-        lambda f, t: f is frame and frame is not None and id(t) in here,
-        lambda f, t: f is frame and frame is not None,
-        lambda f, t: id(t) in here,
-    ):
-        for index in range(len(blocks) - 1, -1, -1):
-            if wanted(*blocks[index]):
-                return index
-    return len(blocks) - 1
+    """Return the index of the block to finish (see ``CircuitBreaker._exit_block``).
+
+    The newest block entered by ``frame`` in this context; else by ``frame``; else in this
+    context (``here``: the tickets entered in it); else the newest.
+    """
+    framed = frame is not None
+    scores = [
+        2 * (framed and entered is frame) + (id(ticket) in here) for entered, ticket in blocks
+    ]
+    best = max(scores)
+    return len(scores) - 1 - scores[::-1].index(best)

@@ -105,8 +105,9 @@ class CircuitBreaker(Permits):
         if isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
             msg = f"listeners must be an iterable of callables, got {given!r}"
             raise TypeError(msg)
-        if storage is not None and not isinstance(storage, Storage):
-            msg = f"storage must follow the Storage protocol or be None, got {storage!r}"
+        kept: object = storage
+        if kept is not None and not isinstance(kept, Storage):
+            msg = f"storage must follow the Storage protocol or be None, got {kept!r}"
             raise TypeError(msg)
         self._start_engine(configured, storage)
         # Registered before the global listeners are read: one added meanwhile reaches it.

@@ -23,7 +23,7 @@ from . import _core
 from ._core import CLOSED, Outcome, Value
 from ._events import CallFailed, CallNeutral, CallSucceeded, Event, deliver
 from ._parts import INITIAL_VIEW, Gate, Live, View, failure_counter
-from ._reporting import Announcer
+from ._reporting import Announcer, asking
 from ._storage import InMemoryStorage, Reading, Storage
 
 if TYPE_CHECKING:
@@ -111,14 +111,6 @@ class Engine(Announcer):
         if gate is not None:
             gate.last = None
 
-    @property
-    def _pending(self) -> tuple[int, float] | None:
-        return self._get_live().pending
-
-    @_pending.setter
-    def _pending(self, pending: tuple[int, float] | None) -> None:
-        self._get_live().pending = pending
-
     def _listeners(self) -> tuple[Subscription, ...]:
         live = self._live
         return () if live is None else live.listeners
@@ -173,6 +165,35 @@ class Engine(Announcer):
 
     # -- transitions --------------------------------------------------------------------------
 
+    def _ask_open_duration(self, value: Value, failure: BaseException | None) -> float:
+        """Return how long the opening after ``value`` lasts; ask ``open_duration`` once.
+
+        The answer is kept with ``value``'s generation, so that a read of a due reopening (a
+        probe out of time) and the call that makes it agree, jitter or not.
+        """
+        settings = self._settings
+        spec = settings.open_duration
+        if spec is None:
+            return settings.recovery_timeout
+        live = self._get_live()
+        pending = live.pending
+        if pending is not None and pending[0] == value.generation:
+            return pending[1]
+        keys: set[tuple[int, int]] = asking.__dict__.setdefault("keys", set())
+        key = (id(self), value.generation)
+        if key in keys:
+            return settings.recovery_timeout  # a read from inside open_duration itself
+        keys.add(key)
+        try:
+            seconds = self._checked_duration(spec, value.openings + 1, failure)
+        finally:
+            keys.discard(key)
+        with self._lock:
+            pending = live.pending
+            if pending is None or pending[0] != value.generation:
+                pending = live.pending = (value.generation, seconds)
+            return pending[1]  # (another thread may have asked at the same time: one answer)
+
     def _open_from(
         self,
         view: View,
@@ -219,7 +240,7 @@ class Engine(Announcer):
         if after is None:
             return self._refresh(now)
         if not quiet:
-            self._announce(old, after, reason, now, manual=manual)
+            self._announce(old, after, reason, now, self._last_failure, manual=manual)
         return after
 
     def _store(

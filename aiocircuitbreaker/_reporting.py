@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ._events import Subscription
     from ._settings import Settings
 
-__all__ = ["Announcer", "logger"]
+__all__ = ["Announcer", "asking", "logger"]
 
 logger = logging.getLogger("aiocircuitbreaker")
 # A library's logger gets a NullHandler, so that an application that configured no logging is
@@ -28,7 +28,7 @@ logger.addHandler(logging.NullHandler())
 
 # The (breaker, generation) pairs whose open duration this thread is asking right now: a read
 # of the same breaker from inside open_duration must not ask it again (it would recurse).
-_asking = threading.local()
+asking = threading.local()
 
 _LEVELS = {
     CLOSED: (logging.INFO, "circuit breaker %r closed: %s"),
@@ -52,9 +52,7 @@ class Announcer:
 
     _settings: Settings
     _name: str | None
-    _last_failure: BaseException | None
     _lock: threading.RLock
-    _pending: tuple[int, float] | None
 
     def _own_subscriptions(self) -> tuple[Subscription, ...]:
         raise NotImplementedError  # pragma: no cover - Engine defines it
@@ -64,9 +62,19 @@ class Announcer:
         return (*self._own_subscriptions(), *global_subscriptions(calls_only=False))
 
     def _announce(
-        self, old: Value, view: Any, reason: str, now: float, *, manual: bool = False
+        self,
+        old: Value,
+        view: Any,
+        reason: str,
+        now: float,
+        last: BaseException | None,
+        *,
+        manual: bool = False,
     ) -> None:
-        """Log a state change and tell the listeners (outside the lock)."""
+        """Log a state change and tell the listeners (outside the lock).
+
+        ``last`` is the breaker's last failure, reported with an opening.
+        """
         new = view.value
         if new.state is old.state:
             if new.state is OPEN:  # open() of an open breaker: a new open period, same state
@@ -83,49 +91,20 @@ class Announcer:
                 self._name,
                 reason,
                 view.deadline - now,
-                self._last_failure,
+                last,
             )
         else:
             level, message = _LEVELS[new.state]
             logger.log(level, message, self._name, reason)
         subscriptions = self._subscriptions()
         if subscriptions:
-            exception = self._last_failure if new.state is OPEN and not manual else None
+            exception = last if new.state is OPEN and not manual else None
             event = StateChanged(self, now, old.state, new.state, reason, exception)  # type: ignore[arg-type]
             deliver(subscriptions, event)
 
     def _log_fault(self, what: str, consequence: str) -> None:
         """Log that a user callable raised (call from inside the ``except`` block)."""
         logger.exception("%s of circuit breaker %r raised; %s", what, self._name, consequence)
-
-    def _ask_open_duration(self, value: Value, failure: BaseException | None) -> float:
-        """Return how long the opening after ``value`` lasts; ask ``open_duration`` once.
-
-        The answer is kept with ``value``'s generation, so that a read of a due reopening (a
-        probe out of time) and the call that makes it agree, jitter or not.
-        """
-        settings = self._settings
-        spec = settings.open_duration
-        if spec is None:
-            return settings.recovery_timeout
-        pending = self._pending
-        if pending is not None and pending[0] == value.generation:
-            return pending[1]
-        asking: set[tuple[int, int]] = _asking.__dict__.setdefault("keys", set())
-        key = (id(self), value.generation)
-        if key in asking:
-            return settings.recovery_timeout  # a read from inside open_duration itself
-        asking.add(key)
-        try:
-            seconds = self._checked_duration(spec, value.openings + 1, failure)
-        finally:
-            asking.discard(key)
-        with self._lock:
-            pending = self._pending
-            if pending is not None and pending[0] == value.generation:
-                return pending[1]  # another thread asked at the same time: one answer wins
-            self._pending = (value.generation, seconds)
-        return seconds
 
     def _checked_duration(self, spec: Any, openings: int, failure: BaseException | None) -> float:
         """Call ``open_duration``; a fault or a bad answer falls back to recovery_timeout."""

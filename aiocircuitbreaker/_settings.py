@@ -7,6 +7,7 @@ clock) share one instance, so that a thousand ``@circuit`` functions cost one co
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 from collections.abc import Callable
@@ -180,7 +181,7 @@ def is_async_function(function: object) -> bool:
     if function is None:
         return False
     target = function
-    while hasattr(target, "func") and hasattr(target, "args"):  # functools.partial
+    while isinstance(target, functools.partial):
         target = target.func
     return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
         getattr(type(target), "__call__", None)  # noqa: B004 - is the class's __call__ async?

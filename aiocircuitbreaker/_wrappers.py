@@ -73,7 +73,7 @@ def _coroutine_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) ->
         gate = breaker._fast  # noqa: SLF001 - the gate (see the module docstring)
         if gate is None:
             ticket = admit(breaker)
-            if type(ticket) is not Ticket:  # rejected
+            if not isinstance(ticket, Ticket):  # rejected
                 if ticket is not None:
                     try:
                         raise ticket
@@ -121,7 +121,7 @@ def _function_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) -> 
         gate = breaker._fast  # noqa: SLF001 - the gate (see the module docstring)
         if gate is None:
             ticket = admit(breaker)
-            if type(ticket) is not Ticket:  # rejected
+            if not isinstance(ticket, Ticket):  # rejected
                 if ticket is not None:
                     try:
                         raise ticket
@@ -229,7 +229,7 @@ async def call_async(
 ) -> Any:
     """Await ``func(*args, **kwargs)`` under a ticket (or the fallback, if rejected)."""
     ticket = _admit(breaker, consult=consult)
-    if type(ticket) is not Ticket:
+    if not isinstance(ticket, Ticket):
         return await _resolve(rejected(breaker, ticket, args, kwargs))
     if not ticket.counted:  # disabled: no breaker at all
         return await func(*args, **kwargs)
@@ -288,7 +288,7 @@ def call_sync(
     ticket when it is awaited (``breaker.call(lambda: fetch())``).
     """
     ticket = _admit(breaker, consult=consult)
-    if type(ticket) is not Ticket:
+    if not isinstance(ticket, Ticket):
         return rejected(breaker, ticket, args, kwargs)
     if not ticket.counted:
         return func(*args, **kwargs)
@@ -328,7 +328,7 @@ def guard_generator(
     neutral: that is not the dependency's doing.
     """
     ticket = _admit(breaker, consult=consult)
-    if type(ticket) is not Ticket:
+    if not isinstance(ticket, Ticket):
         yield from rejected(breaker, ticket, args, kwargs)
         return
     if not ticket.counted:
@@ -420,7 +420,7 @@ async def _stream(
 ) -> tuple[Any, Callable[..., None]]:
     """Admit a stream: return where its items come from, and what reports its end."""
     ticket = _admit(breaker, consult=consult)
-    if type(ticket) is not Ticket:
+    if not isinstance(ticket, Ticket):
         source = rejected(breaker, ticket, args, kwargs)
         return _async_iterator(await _resolve(source)), _nothing
     upstream = func(*args, **kwargs)

@@ -14,7 +14,7 @@ They hold breakers weakly: a breaker dropped inside a block is freed as usual.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -62,7 +62,9 @@ class FakeClock:
 
 
 @contextmanager
-def force_state(state: State | str, *breakers: CircuitBreaker) -> Iterator[list[CircuitBreaker]]:
+def force_state(
+    state: State | str, *breakers: CircuitBreaker
+) -> Generator[list[CircuitBreaker], None, None]:
     """Hold ``breakers`` in ``state`` inside the ``with`` block, then put them back.
 
     With no breakers given, every live breaker is forced, and so is every breaker created
@@ -82,7 +84,7 @@ def force_state(state: State | str, *breakers: CircuitBreaker) -> Iterator[list[
 
 
 @contextmanager
-def passthrough() -> Iterator[None]:
+def passthrough() -> Generator[None, None, None]:
     """Make every breaker, present and future, let every call through inside the block.
 
     Breakers are disabled: nothing is rejected, counted, logged or reported to listeners (not
@@ -100,7 +102,7 @@ def passthrough() -> Iterator[None]:
 
 
 @contextmanager
-def use_clock(clock: Callable[[], float], *breakers: CircuitBreaker) -> Iterator[None]:
+def use_clock(clock: Callable[[], float], *breakers: CircuitBreaker) -> Generator[None, None, None]:
     """Give ``breakers`` (or every breaker, present and future) ``clock`` inside the block.
 
     For breakers made at import time with the default clock: inside the block they read
@@ -112,8 +114,9 @@ def use_clock(clock: Callable[[], float], *breakers: CircuitBreaker) -> Iterator
         TypeError: ``clock`` is not callable, or a breaker keeps its state outside this
             process (its storage is not the in-memory one).
     """
-    if not callable(clock):
-        msg = f"clock must be callable, got {clock!r} ({type(clock).__name__})"
+    given: object = clock  # checked as any object: callers may pass anything
+    if not callable(given):
+        msg = f"clock must be callable, got {given!r} ({type(given).__name__})"
         raise TypeError(msg)
     swapped: list[tuple[weakref.ref[CircuitBreaker], Callable[[], float]]] = []
 
@@ -135,7 +138,7 @@ def use_clock(clock: Callable[[], float], *breakers: CircuitBreaker) -> Iterator
 @contextmanager
 def _holding(
     target: State, breakers: list[weakref.ref[CircuitBreaker]], *, pin: bool
-) -> Iterator[list[weakref.ref[CircuitBreaker]]]:
+) -> Generator[list[weakref.ref[CircuitBreaker]], None, None]:
     token = object()
     forced: list[weakref.ref[CircuitBreaker]] = []
 
@@ -155,13 +158,13 @@ def _holding(
 
 @contextmanager
 def _every(
-    breakers: list[weakref.ref[CircuitBreaker]], apply: Callable[[CircuitBreaker], object]
-) -> Iterator[None]:
+    breakers: list[weakref.ref[CircuitBreaker]], apply: Callable[[CircuitBreaker], None]
+) -> Generator[None, None, None]:
     """Apply ``apply`` to ``breakers`` now; with none given, to every live and new one.
 
     Holds no breaker while the block runs (they are held weakly: one dropped inside is freed).
     """
-    _apply_each(apply, [ref() for ref in breakers] if breakers else _registry.live())
+    _apply_each(apply, breakers)
     if breakers:
         yield
         return
@@ -173,9 +176,10 @@ def _every(
 
 
 def _apply_each(
-    apply: Callable[[CircuitBreaker], object], breakers: list[CircuitBreaker | None]
+    apply: Callable[[CircuitBreaker], None], breakers: list[weakref.ref[CircuitBreaker]]
 ) -> None:
-    for breaker in breakers:
+    """Apply ``apply`` to the breakers (those still alive), or to every live one if none."""
+    for breaker in [ref() for ref in breakers] if breakers else _registry.live():
         if breaker is not None:
             apply(breaker)
 

@@ -96,6 +96,7 @@ def test_admit_rejects_even_with_a_fallback(clock: FakeClock) -> None:
 def test_a_block_entered_by_an_exit_stack_is_left_by_it(clock: FakeClock) -> None:
     """A breaker entered with an ExitStack ends its own block when the stack closes."""
     breaker = make(clock, failure_threshold=1)
+
     def run() -> None:
         with contextlib.ExitStack() as stack:
             stack.enter_context(breaker)
