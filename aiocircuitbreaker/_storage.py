@@ -23,20 +23,42 @@ for anything but the store itself.
     judged by rate), at most ``probes`` in all. A slot is held for at most ``lease`` seconds:
     a lease that has run out is dropped and counted as a failed probe (by this or any later
     probe operation). Returns the probe counts (``admitted`` says whether ``ticket`` got a
-    slot), or ``None`` when ``generation`` is not the current one.
+    slot; a ticket that holds one already keeps it, and its lease, and is answered admitted),
+    or ``None`` when ``generation`` is not the current one or not half-open.
 ``release(generation, ticket, outcome, slow) -> Probes | None``
-    Give back ``ticket``'s slot with its outcome (a neutral one only frees the slot). Returns
-    the new probe counts, or ``None`` when the ticket holds no slot of the current generation
-    (stale, or its lease ran out: nothing changes).
+    Give back ``ticket``'s slot with its outcome (a neutral one only frees the slot), after
+    dropping the leases that ran out (the ticket's own among them: its outcome then counts
+    for nothing, the expiry was its failure). Returns the new probe counts; when the ticket
+    holds no slot (stale, given back, or run out) and no lease ran out, ``None``: nothing
+    changed.
 ``replace(generation, value) -> bool``
     Store ``value`` if the current generation is still ``generation`` (compare-and-set), and
     start its counting afresh: no probes, an empty window, a failure streak starting at
-    ``value.failures``. Returns whether it was stored.
+    ``value.failures``. ``value`` is of a later generation (a storage may refuse anything
+    else). Returns whether it was stored.
+
+``record()`` and the probe operations also answer ``None`` for the current generation when it
+is in a state they do not apply to (a record while open, an acquire while closed). A probe
+that runs out of time counts as failed, never as slow. ``Reading.leases`` may hold leases at
+or below zero: run out, not dropped yet (a read changes nothing); they still count as running
+until the next probe operation drops them.
+
+Tickets are numbered by each breaker, from 1, in its own process: a storage shared between
+processes keeps them apart itself (by an id of its own per process, say). The probe settings
+(``probes``, ``successes``, ``lease``) come with each call: breakers sharing a storage are
+expected to be configured alike.
+
+A storage's clock is monotonic (``time.monotonic`` in the in-memory one). A shared storage that
+measures with the server's wall clock must not let a step back shorten or lengthen an age,
+lease or window: it keeps them from going negative, at least.
 
 Only durations cross the protocol, never one host's clock readings: the value's ``open_for``,
 a call's ``duration`` and a probe's ``lease`` are all relative, and the storage measures ages
 with its own clock. A storage shared by several processes therefore needs no agreement between
 their clocks. The contract every storage must meet is ``tests/test_storage_contract.py``.
+
+A storage counts in one window, made with it; a storage that says which (a ``window``
+attribute, as the in-memory one has) is refused by a breaker whose policy uses another.
 
 The in-memory storage (the default, one per breaker) keeps everything in this process and its
 operations under one re-entrant lock, which the breaker shares.
@@ -173,9 +195,24 @@ class _Tally:
     the storage's lock.
     """
 
-    __slots__ = ("consecutive", "counter", "drained", "leases", "pending", "probes", "window")
+    __slots__ = (
+        "consecutive",
+        "counter",
+        "counting",
+        "drained",
+        "generation",
+        "leases",
+        "pending",
+        "probes",
+        "window",
+    )
 
-    def __init__(self, streak: int) -> None:
+    def __init__(self, value: Value) -> None:
+        # The tally knows its value's generation: the lock-free ``record()`` reads the tally
+        # alone (one read), so that it never pairs one generation's value with another's tally.
+        self.generation = value.generation
+        self.counting = _counting_state(value.state)
+        streak = value.failures if self.counting else 0
         self.counter = itertools.count(streak)
         self.consecutive = streak  # the streak under a window (kept under the lock)
         self.window: Window | None = None
@@ -187,18 +224,21 @@ class _Tally:
     def streak(self) -> int:
         return count_value(self.counter)
 
-    def drain(self, capacity: int) -> None:
+    def drain(self, config: CountWindow | TimeWindow | None) -> None:
         """Move the successes waiting in ``pending`` into the window (under the lock)."""
-        pending, window = self.pending, self.window
-        if pending is None or window is None:
+        pending = self.pending
+        if pending is None or config is None:  # (only a count window has them)
             return
         total = count_value(pending)
         waiting = total - self.drained
         if waiting:
             self.drained = total
             self.consecutive = 0
+            window = self.window
+            if window is None:
+                window = self.window = config.new()
             # More successes than a count window holds leave it holding only successes.
-            for _ in range(min(waiting, capacity)):
+            for _ in range(min(waiting, config.capacity or 0)):
                 window.record(False, False, 0.0, 0.0)  # noqa: FBT003
 
 
@@ -212,7 +252,7 @@ class InMemoryStorage:
         lock: The re-entrant lock its operations run under (default: one of its own).
     """
 
-    __slots__ = ("_capacity", "_clock", "_lock", "_stored_at", "_tally", "_value", "_window")
+    __slots__ = ("_clock", "_lock", "_stored_at", "_tally", "_value", "_window")
 
     def __init__(
         self,
@@ -223,11 +263,15 @@ class InMemoryStorage:
     ) -> None:
         self._clock = clock
         self._window = window
-        self._capacity = window.capacity or 0 if window is not None else 0
         self._lock = threading.RLock() if lock is None else lock
         self._value = INITIAL
         self._stored_at = clock()
-        self._tally = _Tally(0)
+        self._tally = _Tally(INITIAL)
+
+    @property
+    def window(self) -> CountWindow | TimeWindow | None:
+        """The window the storage counts calls in (a breaker's policy must use the same)."""
+        return self._window
 
     def read(self) -> Reading:
         """Return the current value, its age and its generation's counts; change nothing."""
@@ -252,9 +296,8 @@ class InMemoryStorage:
         """Count one finished call of ``generation``; return the new counts, or ``None``."""
         if self._window is not None:
             return self._record_in_window(generation, failed, slow, duration)
-        value, tally = self._value, self._tally
-        state = value.state
-        if value.generation != generation or (state is not CLOSED and state is not METRICS_ONLY):
+        tally = self._tally  # (no lock: see _Tally)
+        if tally.generation != generation or not tally.counting:
             return None
         if not failed:
             tally.counter = itertools.count()  # the streak is over (see _Tally)
@@ -270,12 +313,10 @@ class InMemoryStorage:
         ``None`` for any other generation. The breaker's fast path uses it.
         """
         with self._lock:
-            value, tally = self._value, self._tally
-            if self._window is not None or value.generation != generation:
+            tally = self._tally
+            if tally.generation != generation or not tally.counting:
                 return None
-            if not _counting_state(value.state):
-                return None
-            return tally.counter
+            return None if self._window is not None else tally.counter
 
     def _record_in_window(
         self,
@@ -288,7 +329,7 @@ class InMemoryStorage:
             value, tally = self._value, self._tally
             if value.generation != generation or not _counting_state(value.state):
                 return None
-            tally.drain(self._capacity)
+            tally.drain(self._window)
             tally.consecutive = tally.consecutive + 1 if failed else 0
             now = self._clock()
             window = tally.window
@@ -306,10 +347,10 @@ class InMemoryStorage:
         rate, so nothing needs to be decided on it). ``None`` for any other generation.
         """
         with self._lock:
-            value, tally = self._value, self._tally
-            if not isinstance(self._window, CountWindow) or value.generation != generation:
+            tally = self._tally
+            if tally.generation != generation or not tally.counting:
                 return None
-            if not _counting_state(value.state):
+            if not isinstance(self._window, CountWindow):
                 return None
             if tally.pending is None:
                 tally.pending = itertools.count()
@@ -319,7 +360,7 @@ class InMemoryStorage:
         """Return the counts of a counting generation, for a read (the lock is held)."""
         if self._window is None:
             return (0, 0, 0, tally.streak())
-        tally.drain(self._capacity)
+        tally.drain(self._window)
         window = tally.window
         if window is None:
             return (0, 0, 0, tally.consecutive)
@@ -337,6 +378,8 @@ class InMemoryStorage:
             now = self._clock()
             expired = self._expire(tally, now)
             counts = tally.probes
+            if ticket in tally.leases:  # it holds a slot already: one slot per ticket
+                return replace(counts, admitted=True, expired=expired)
             undecided = (
                 counts.finished < probes
                 if successes is None
@@ -400,13 +443,20 @@ class InMemoryStorage:
         return tuple(now - until for until, _ in ran_out)
 
     def replace(self, generation: int, value: Value) -> bool:
-        """Store ``value`` if ``generation`` is still current; return whether it was."""
+        """Store ``value`` if ``generation`` is still current; return whether it was.
+
+        Raises:
+            ValueError: ``value`` is not of a later generation than ``generation``.
+        """
         with self._lock:
             if self._value.generation != generation:
                 return False
+            if value.generation <= generation:
+                msg = f"replace() needs a value of a generation after {generation}, got {value!r}"
+                raise ValueError(msg)
             self._value = value
             self._stored_at = self._clock()
-            self._tally = _Tally(value.failures if _counting_state(value.state) else 0)
+            self._tally = _Tally(value)
             return True
 
     def rebase(self, clock: Callable[[], float]) -> None:
