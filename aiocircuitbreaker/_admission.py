@@ -172,9 +172,10 @@ class Admission(Probing):
 
 def _members(exc: BaseException) -> tuple[BaseException, ...] | None:
     """Return the exceptions in ``exc`` if it is an exception group (a TaskGroup's, say)."""
-    group = getattr(builtins, "BaseExceptionGroup", None)
-    if group is None:  # Python 3.10: the backport, if a library (anyio, trio) uses it
-        group = getattr(sys.modules.get("exceptiongroup"), "BaseExceptionGroup", None)
+    # Python 3.10 has none built in: the backport's, if a library (anyio, trio) uses it.
+    group = getattr(builtins, "BaseExceptionGroup", None) or getattr(
+        sys.modules.get("exceptiongroup"), "BaseExceptionGroup", None
+    )
     if group is not None and isinstance(exc, group):
         members: tuple[BaseException, ...] = tuple(exc.exceptions)  # pyright: ignore[reportAttributeAccessIssue]
         return members
@@ -246,9 +247,10 @@ def finish(
     result: Any = NO_RESULT,
     outcome: Outcome | None = None,
 ) -> None:
-    """Report the end of a call admitted by a wrapper (which finishes each ticket once)."""
-    if ticket.counted:
-        ticket.finished = True
-        ticket.breaker._finish(
-            ticket.generation, ticket.probe, ticket.started, exc, result, outcome
-        )
+    """Report the end of a call admitted by a wrapper.
+
+    The wrappers finish each counted ticket once, and call no further for one not counted
+    (a disabled breaker's).
+    """
+    ticket.finished = True
+    ticket.breaker._finish(ticket.generation, ticket.probe, ticket.started, exc, result, outcome)

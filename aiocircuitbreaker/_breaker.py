@@ -105,10 +105,7 @@ class CircuitBreaker(Permits):
         if isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
             msg = f"listeners must be an iterable of callables, got {given!r}"
             raise TypeError(msg)
-        kept: object = storage
-        if kept is not None and not isinstance(kept, Storage):
-            msg = f"storage must follow the Storage protocol or be None, got {kept!r}"
-            raise TypeError(msg)
+        _check_storage(storage, configured.policy)
         self._start_engine(configured, storage)
         # Registered before the global listeners are read: one added meanwhile reaches it.
         track(self)
@@ -168,19 +165,22 @@ class CircuitBreaker(Permits):
         self, func: Callable[P, Awaitable[R]], *args: P.args, **kwargs: P.kwargs
     ) -> R:
         """Await ``func(*args, **kwargs)`` through the breaker (``circuitbreaker`` 2.x)."""
-        return await _wrappers.call_async(self, func, args, kwargs)  # type: ignore[no-any-return]
+        consult = _wrappers.opened_overridden(self)
+        return await _wrappers.call_async(self, func, args, kwargs, consult=consult)  # type: ignore[no-any-return]
 
     def call_generator(
         self, func: Callable[P, Iterable[R]], *args: P.args, **kwargs: P.kwargs
     ) -> Iterator[R]:
         """Iterate ``func(*args, **kwargs)`` through the breaker (``circuitbreaker`` 2.x)."""
-        return _wrappers.guard_generator(self, func, args, kwargs)
+        consult = _wrappers.opened_overridden(self)
+        return _wrappers.guard_generator(self, func, args, kwargs, consult=consult)
 
     def call_async_generator(
         self, func: Callable[P, AsyncIterator[R]], *args: P.args, **kwargs: P.kwargs
     ) -> AsyncIterator[R]:
         """Iterate ``func(*args, **kwargs)`` asynchronously through the breaker (2.x)."""
-        return _wrappers.guard_async_generator(self, func, args, kwargs)
+        consult = _wrappers.opened_overridden(self)
+        return _wrappers.guard_async_generator(self, func, args, kwargs, consult=consult)
 
     # -- the primitive ------------------------------------------------------------------------
 
@@ -381,3 +381,24 @@ def _qualname(function: Callable[..., Any]) -> str:
     if isinstance(name, str):
         return name
     return type(target).__qualname__
+
+
+def _check_storage(storage: object, policy: RatePolicy | None) -> None:
+    """Refuse a storage that is not one, or that counts in another window than the policy's.
+
+    A storage that says which window it counts in (``InMemoryStorage.window``) must count in
+    the policy's, or the policy would judge counts of another shape (or none at all).
+    """
+    if storage is None:
+        return
+    if not isinstance(storage, Storage):
+        msg = f"storage must follow the Storage protocol or be None, got {storage!r}"
+        raise TypeError(msg)
+    needed = None if policy is None else policy.window
+    counts_in = getattr(storage, "window", needed)
+    if counts_in != needed:
+        msg = (
+            f"storage counts calls in {counts_in!r}, but the breaker's policy needs {needed!r}:"
+            " make the storage with window=policy.window (or window=None without a policy)"
+        )
+        raise ValueError(msg)

@@ -101,8 +101,9 @@ def _exception_class(value: object) -> type[Exception]:
         )
         raise ExpectedExceptionError(msg)
     msg = (
-        "expected_exception must be an exception class, an iterable of exception classes or a "
-        f"predicate (exc_type, exc_value) -> bool, got {value!r} ({type(value).__name__})"
+        f"expected_exception does not look like a predicate, an exception class or an iterable "
+        f"of them: got {value!r} ({type(value).__name__}); a predicate is a callable "
+        "(exc_type, exc_value) -> bool"
     )
     raise ExpectedExceptionError(msg)
 

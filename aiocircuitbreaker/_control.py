@@ -139,10 +139,8 @@ class Control(Admission):
 
     def _as_of(self, now: float) -> AsOf:
         """Return the breaker as of ``now``, the lazy transitions due by then applied."""
-        reading, view = self._read()
+        reading, view = self._read()  # (the view is of the reading's generation)
         value = reading.value
-        if value.generation != view.value.generation:  # moved on by another writer
-            view = View(value, now - reading.age + value.open_for, now - reading.age)
         as_of = AsOf(
             value.state, value.generation, value.failures, view.deadline, view.since, (), reading
         )

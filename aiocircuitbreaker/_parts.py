@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _core
 from ._core import Value
@@ -16,7 +15,13 @@ if TYPE_CHECKING:
     from ._storage import Storage
     from ._ticket import Ticket
 
-__all__ = ["INITIAL_VIEW", "Gate", "Live", "View", "failure_counter"]
+__all__ = ["INITIAL_VIEW", "Counter", "Gate", "Live", "View", "failure_counter"]
+
+
+class Counter(Protocol):
+    """A counter: each ``next()`` counts one and returns the count before it."""
+
+    def __next__(self) -> int: ...
 
 
 class Gate:
@@ -57,7 +62,7 @@ class Gate:
         generation: int,
         live: Live,
         settings: Settings,
-        counter: Iterator[int],
+        counter: Counter,
         *,
         dirty: bool,
     ) -> None:
@@ -70,7 +75,7 @@ class Gate:
         self.policy = settings.policy is not None  # then every outcome goes to the window
         # Under a count window holding its minimum_calls, successes no rate can trip on go to
         # the storage's lock-free counter of them (set by the engine when that is so).
-        self.pending: Iterator[int] | None = None
+        self.pending: Counter | None = None
         self.counter = counter
         self.dirty = dirty
         self.last: BaseException | None = None
@@ -126,10 +131,10 @@ class Live(Counters):
         self.saved: tuple[tuple[object, Any, bool], ...] = ()
 
 
-def failure_counter(storage: Storage, generation: int) -> Iterator[int]:
+def failure_counter(storage: Storage, generation: int) -> Counter:
     """Return a gate's failure counter: the storage's lock-free one, or ``record()``."""
     counter = getattr(storage, "failure_counter", None)
-    found: Iterator[int] | None = None if counter is None else counter(generation)
+    found: Counter | None = None if counter is None else counter(generation)
     return _ThroughRecord(storage, generation) if found is None else found
 
 
@@ -140,9 +145,6 @@ class _ThroughRecord:
 
     def __init__(self, storage: Storage, generation: int) -> None:
         self.storage, self.generation = storage, generation
-
-    def __iter__(self) -> _ThroughRecord:
-        return self
 
     def __next__(self) -> int:
         counts = self.storage.record(self.generation, True)  # noqa: FBT003

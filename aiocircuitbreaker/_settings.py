@@ -94,8 +94,10 @@ def settings(
     """
     given = _given(cls, failure_threshold, recovery_timeout, expected_exception, fallback_function)
     threshold, timeout, expected, predicate, fallback = given
-    optional = (clock, policy, failure_result, half_open, open_duration, predicate)
-    key = (threshold, type(timeout), timeout, expected, fallback)
+    # Plain options (the most common breaker) share one settings object. Not with a fallback:
+    # equal is not the same (a breaker keeps the very fallback it was given).
+    optional = (clock, policy, failure_result, half_open, open_duration, predicate, fallback)
+    key = (threshold, type(timeout), timeout, expected)
     plain = optional.count(None) == len(optional) and _hashable(key)
     if plain and key in _shared:
         return _shared[key]
@@ -157,7 +159,7 @@ def _clocked(policy: object) -> bool:
 def _hashable(key: tuple[Any, ...]) -> bool:
     try:
         hash(key)
-    except TypeError:  # an unhashable fallback: its settings are simply not shared
+    except TypeError:  # an unhashable exception class: its settings are simply not shared
         return False
     return True
 

@@ -65,7 +65,7 @@ def _is_kind(function: Callable[..., Any], test: Callable[[Any], bool]) -> bool:
 
 
 def _coroutine_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) -> Callable[..., Any]:
-    if _opened_overridden(breaker):
+    if opened_overridden(breaker):
         return _consulting_coroutine_wrapper(breaker, function)
 
     @functools.wraps(function)
@@ -113,7 +113,7 @@ def _consulting_coroutine_wrapper(
 
 
 def _function_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) -> Callable[..., Any]:
-    if _opened_overridden(breaker):
+    if opened_overridden(breaker):
         return _consulting_function_wrapper(breaker, function)
 
     @functools.wraps(function)
@@ -161,7 +161,7 @@ def _consulting_function_wrapper(
 
 
 def _generator_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) -> Callable[..., Any]:
-    consult = _opened_overridden(breaker)
+    consult = opened_overridden(breaker)
 
     @functools.wraps(function)
     def guarded(*args: Any, **kwargs: Any) -> Generator[Any, Any, None]:
@@ -173,7 +173,7 @@ def _generator_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) ->
 def _async_generator_wrapper(
     breaker: CircuitBreaker, function: Callable[..., Any]
 ) -> Callable[..., Any]:
-    consult = _opened_overridden(breaker)
+    consult = opened_overridden(breaker)
 
     @functools.wraps(function)
     async def guarded(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
@@ -200,11 +200,14 @@ def _async_generator_wrapper(
     return guarded
 
 
-def _opened_overridden(breaker: CircuitBreaker) -> bool:
-    """Whether ``opened`` was replaced (by a subclass or a patch): then ask it on every call."""
+def opened_overridden(breaker: CircuitBreaker) -> bool:
+    """Whether ``opened`` was replaced (by a subclass or a patch): then ask it on every call.
+
+    Decorated functions find out when they are decorated; the ``call*()`` methods on each call.
+    """
     from ._breaker import ORIGINAL_OPENED  # noqa: PLC0415 - _breaker imports this module
 
-    return inspect.getattr_static(type(breaker), "opened") is not ORIGINAL_OPENED
+    return type(breaker).opened is not ORIGINAL_OPENED
 
 
 # -- calls --------------------------------------------------------------------------------------
@@ -214,9 +217,10 @@ def call(
     breaker: CircuitBreaker, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     """``breaker.call()``: async for an async callable, else now (awaiting what it returns)."""
+    consult = opened_overridden(breaker)
     if is_async_function(func):
-        return call_async(breaker, func, args, kwargs)
-    return call_sync(breaker, func, args, kwargs, defer=True)
+        return call_async(breaker, func, args, kwargs, consult=consult)
+    return call_sync(breaker, func, args, kwargs, consult=consult, defer=True)
 
 
 async def call_async(

@@ -12,7 +12,15 @@ from typing import Any
 
 import pytest
 
-from aiocircuitbreaker import CallCounts, CircuitBreaker, CircuitBreakerError, HalfOpen, State
+from aiocircuitbreaker import (
+    CallCounts,
+    CircuitBreaker,
+    CircuitBreakerError,
+    CountWindow,
+    HalfOpen,
+    RatePolicy,
+    State,
+)
 from aiocircuitbreaker.storage import InMemoryStorage, Outcome, Probes, Reading, Storage, Value
 from aiocircuitbreaker.testing import FakeClock, use_clock
 
@@ -169,3 +177,67 @@ def test_use_clock_needs_the_in_memory_storage(clock: FakeClock) -> None:
         use_clock(FakeClock(), breaker),
     ):
         pass  # pragma: no cover - refused
+
+
+def test_a_storage_counting_in_another_window_than_the_policy_is_refused(clock: FakeClock) -> None:
+    """A breaker's policy and its storage count in the same window, or the breaker says so."""
+    policy = RatePolicy(CountWindow(4), failure_rate=0.5)
+    with pytest.raises(ValueError, match=r"storage counts calls in None, but .* CountWindow"):
+        CircuitBreaker(policy=policy, storage=InMemoryStorage(clock=clock))
+    with pytest.raises(ValueError, match="window=None without a policy"):
+        CircuitBreaker(storage=InMemoryStorage(clock=clock, window=CountWindow(4)))
+    storage = InMemoryStorage(clock=clock, window=CountWindow(4))
+    assert storage.window == CountWindow(4)
+    assert "InMemoryStorage" in repr(storage)
+    assert "CLOSED" in repr(storage)
+    CircuitBreaker(policy=policy, storage=storage)
+
+
+def test_a_gate_failure_found_stale_brings_the_breaker_up_to_date(clock: FakeClock) -> None:
+    """A decorated call's failure that the storage answers as stale (the other breaker opened
+    it meanwhile) moves the breaker to what the storage holds: its next call is rejected."""
+    inner = InMemoryStorage(clock=clock)
+    first = CircuitBreaker(2, 30, DependencyDown, clock=clock, storage=Delegating(inner))
+    second = CircuitBreaker(2, 30, DependencyDown, clock=clock, storage=Delegating(inner))
+
+    @first
+    def call() -> None:
+        raise DependencyDown
+
+    fail(second, 2)  # opens the shared state; the first has not looked since
+    with pytest.raises(DependencyDown):
+        call()  # admitted by the first's closed view; its failure is stale
+    with pytest.raises(CircuitBreakerError):
+        call()
+    assert second.statistics().openings == 1
+
+
+@pytest.mark.parametrize("lock_free", [True, False], ids=["in-memory", "protocol only"])
+def test_two_breakers_fill_one_count_window(clock: FakeClock, lock_free: bool) -> None:
+    """Breakers on one storage count every call in one window, past minimum_calls too
+    (where successes are counted lock-free, if the storage can), and trip on its rate."""
+    policy = RatePolicy(CountWindow(6), failure_rate=0.5, minimum_calls=2)
+    inner = InMemoryStorage(clock=clock, window=CountWindow(6))
+    storage: Any = inner if lock_free else Delegating(inner)
+    options: dict[str, Any] = {"policy": policy, "expected_exception": DependencyDown}
+    breakers = [CircuitBreaker(clock=clock, storage=storage, **options) for _ in range(2)]
+    guarded = [breaker(lambda: "ok") for breaker in breakers]
+    for _ in range(3):
+        for call in guarded:
+            assert call() == "ok"
+    assert inner.read().counts == (6, 0, 0, 0)
+    fail(breakers[0], 2)
+    assert breakers[1].state is State.CLOSED  # 2 failures in the last 6 calls
+    fail(breakers[1])
+    assert breakers[0].state is State.OPEN  # 3 in the last 6: 50 %
+    assert sum(b.statistics().total.successes for b in breakers) == 6
+
+
+def test_the_in_memory_storage_refuses_to_go_back_a_generation(clock: FakeClock) -> None:
+    """replace() with a value that is not of a later generation is an error (it would make
+    stale tickets and outcomes current again); a stale compare-and-set is just refused."""
+    storage = InMemoryStorage(clock=clock)
+    assert not storage.replace(3, Value(State.OPEN, 3))  # stale: generation 0 is current
+    with pytest.raises(ValueError, match="generation after 0"):
+        storage.replace(0, Value(State.OPEN, 0))
+    assert storage.read().value == Value()

@@ -396,9 +396,12 @@ def run(window: Window, oracle: Any, ops: list[tuple[Any, ...]], start_eighths: 
         elif kind == "advance":
             clock += op[1]
         elif kind == "counts":
-            # A query a little ahead of the clock, leaving the clock where it was.
+            # A query a little ahead of the clock, leaving the clock where it was; a read's
+            # peek (which moves nothing) sees what the counts then see.
             ahead = (clock + op[1]) * EIGHTH
-            assert window.counts(ahead) == oracle.counts(ahead)
+            expected = oracle.counts(ahead)
+            assert window.peek(ahead) == expected
+            assert window.counts(ahead) == expected
         else:
             window.reset()
             oracle.reset()
