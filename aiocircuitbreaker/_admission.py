@@ -28,6 +28,7 @@ from ._ticket import NO_RESULT, Ticket
 
 if TYPE_CHECKING:
     from ._parts import Gate, Live, View
+    from ._settings import Settings
 
 __all__ = ["Admission", "admit", "finish", "gate_failure", "gate_success", "refuse"]
 
@@ -103,11 +104,10 @@ class Admission(Probing):
         """
         if outcome is None:
             outcome = self._judge(exc, result)
-        settings = self._settings
-        now = None if started is None else settings.clock()
-        duration = 0.0 if now is None else now - started  # type: ignore[operator]
-        limit = settings.slow_call_duration
-        slow = limit is not None and duration > limit and outcome is not NEUTRAL
+        if started is None:  # not timed: nothing is slow
+            now, duration, slow = None, 0.0, False
+        else:
+            now, duration, slow = _timed(self._settings, started, outcome)
         live = self._live or self._get_live()
         _count(live, outcome, slow)
         failure = exc if outcome is FAILURE else None
@@ -180,6 +180,14 @@ def _members(exc: BaseException) -> tuple[BaseException, ...] | None:
         members: tuple[BaseException, ...] = tuple(exc.exceptions)  # pyright: ignore[reportAttributeAccessIssue]
         return members
     return None
+
+
+def _timed(settings: Settings, started: float, outcome: Outcome) -> tuple[float, float, bool]:
+    """Return when a call that started at ``started`` ended, how long it took, and if slow."""
+    now = settings.clock()
+    duration = now - started
+    limit = settings.slow_call_duration
+    return now, duration, limit is not None and duration > limit and outcome is not NEUTRAL
 
 
 def _count(live: Live, outcome: Outcome, slow: bool) -> None:  # noqa: FBT001

@@ -325,6 +325,27 @@ class CircuitBreaker(Permits):
     def _fallback_function(self) -> Callable[..., Any] | None:
         return self._settings.fallback
 
+    @property
+    def _failure_count(self) -> int:
+        return self.failure_count
+
+    @property
+    def _state(self) -> State:
+        return self.state
+
+    @_state.setter
+    def _state(self, state: State | str) -> None:
+        """``breaker._state = State.OPEN``, as 2.x tests write it: a change by hand."""
+        target = _core.parse_state(state, "_state")
+        if target is OPEN:
+            self._change(self._open_by_hand, "_state = OPEN")
+        elif target is HALF_OPEN:
+            self._change(_half_opened, "_state = HALF_OPEN")
+        elif target is CLOSED:
+            self._change(_closed, "_state = CLOSED")
+        else:
+            self._change(self._enter(target), f"_state = {target.name}")
+
     # -- identity -----------------------------------------------------------------------------
 
     def __str__(self) -> str:
@@ -356,6 +377,10 @@ def _refuse_copy(breaker: CircuitBreaker) -> NoReturn:
         "record of its dependency's health; share it, or make a new one with the same options"
     )
     raise TypeError(msg)
+
+
+def _half_opened(view: Any, now: float) -> _core.Value:
+    return _core.half_opened(view.value, 0.0)
 
 
 def _closed(view: Any, now: float) -> _core.Value:

@@ -31,6 +31,7 @@ __all__ = [
     "Outcome",
     "State",
     "Value",
+    "parse_state",
 ]
 
 
@@ -144,3 +145,17 @@ def entered(value: Value, mode: State, failures: int) -> Value:
 def restored(saved: Value, current: Value, open_for: float) -> Value:
     """Return ``saved`` brought back as a new generation after ``current`` (testing helpers)."""
     return replace(saved, generation=current.generation + 1, open_for=open_for)
+
+
+def parse_state(state: object, what: str = "state") -> State:
+    """Return ``state`` as a State (a State, or a State's value such as ``"open"``).
+
+    Raises:
+        ValueError: ``state`` is neither; the message names ``what`` and lists the values.
+    """
+    try:
+        return State(state)
+    except ValueError:
+        allowed = ", ".join(member.value for member in State)
+        msg = f"{what} must be a State or one of {allowed}; got {state!r}"
+        raise ValueError(msg) from None

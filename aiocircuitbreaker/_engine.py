@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 from . import _core
 from ._core import CLOSED, Outcome, Value
 from ._events import CallFailed, CallNeutral, CallSucceeded, Event, deliver
+from ._memory import InMemoryStorage
 from ._parts import INITIAL_VIEW, Gate, Live, View, failure_counter
 from ._reporting import Announcer, asking
-from ._storage import InMemoryStorage, Reading, Storage
+from ._storage import Reading, Storage
 
 if TYPE_CHECKING:
     from ._events import Subscription
@@ -110,6 +111,8 @@ class Engine(Announcer):
         gate = self._view.gate
         if gate is not None:
             gate.last = None
+            if failure is not None:
+                gate.dirty = True  # the next success must reach the engine, to clear it
 
     def _listeners(self) -> tuple[Subscription, ...]:
         live = self._live

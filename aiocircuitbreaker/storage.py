@@ -9,7 +9,8 @@ protocol's five operations, and what each must guarantee, are described in the d
 from __future__ import annotations
 
 from ._core import Outcome, State, Value
+from ._memory import InMemoryStorage
 from ._policies import Counts
-from ._storage import InMemoryStorage, Probes, Reading, Storage
+from ._storage import Probes, Reading, Storage
 
 __all__ = ["Counts", "InMemoryStorage", "Outcome", "Probes", "Reading", "State", "Storage", "Value"]

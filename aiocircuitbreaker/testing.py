@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from . import _registry
 from ._control import hold, release
-from ._core import State
+from ._core import State, parse_state
 from ._engine import rebase
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def force_state(
     Raises:
         ValueError: ``state`` is not a State (or a State's value).
     """
-    target = _parse_state(state)
+    target = parse_state(state)
     held = [weakref.ref(breaker) for breaker in breakers]
     del breakers  # held weakly from here on
     with _holding(target, held, pin=False) as forced:
@@ -182,12 +182,3 @@ def _apply_each(
     for breaker in [ref() for ref in breakers] if breakers else _registry.live():
         if breaker is not None:
             apply(breaker)
-
-
-def _parse_state(state: object) -> State:
-    try:
-        return State(state)
-    except ValueError:
-        allowed = ", ".join(member.value for member in State)
-        msg = f"state must be a State or one of {allowed}; got {state!r}"
-        raise ValueError(msg) from None

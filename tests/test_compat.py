@@ -618,6 +618,61 @@ async def test_opened_patched_on_the_class_is_asked(
 # -- mocks, as 2.0.0's suite uses them ----------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("written", "state"),
+    [
+        (State.OPEN, State.OPEN),
+        ("half_open", State.HALF_OPEN),
+        (State.CLOSED, State.CLOSED),
+        (State.FORCED_OPEN, State.FORCED_OPEN),
+        ("disabled", State.DISABLED),
+    ],
+)
+async def test_writing_the_2x_state_attribute_changes_the_state(
+    written: State | str, state: State, clock: FakeClock
+) -> None:
+    """``cb._state = State.OPEN`` (as aiocircuitbreaker 2.0's own tests open a breaker) is a
+    change by hand, announced like one; _state and _failure_count read as in 2.x."""
+    changes: list[str] = []
+    breaker = make(clock, listeners=[lambda event: changes.append(event.reason)])
+    breaker._state = written
+    assert breaker.state is state
+    assert breaker._state is state
+    assert breaker._failure_count == breaker.failure_count == 0
+    assert changes == ([] if state is State.CLOSED else [f"_state = {state.name}"])
+
+
+async def test_a_breaker_opened_through_its_2x_state_attribute_falls_back(clock: FakeClock) -> None:
+    """As in aiocircuitbreaker 2.0's tests: opened so, a decorated call goes to the fallback."""
+    fallback = Mock(return_value="from fallback")
+    breaker = make(clock, fallback_function=fallback)
+    breaker._state = State.OPEN
+    guarded = breaker.decorate(AsyncMock(return_value="real"))
+    assert await guarded("test2", test="test") == "from fallback"
+    fallback.assert_called_once_with("test2", test="test")
+    with pytest.raises(ValueError, match="_state must be a State or one of closed, open"):
+        breaker._state = "ajar"
+    assert breaker.opened
+
+
+@pytest.mark.parametrize("way", ["decorated", "call"])
+async def test_a_last_failure_written_by_hand_is_cleared_by_a_success(
+    way: str, clock: FakeClock
+) -> None:
+    """``cb._last_failure = IOError()`` (2.x tests write it) reads back, and the next success
+    clears it, through the fast path as through call()."""
+    breaker = make(clock)
+    guarded = breaker(AsyncMock(return_value=True))
+    await guarded()  # the breaker is in use: its fast path is ready
+    breaker._last_failure = OSError()
+    assert isinstance(breaker.last_failure, OSError)
+    if way == "call":
+        await breaker.call(AsyncMock(return_value=True))
+    else:
+        await guarded()
+    assert breaker.last_failure is None
+
+
 async def test_mocks_can_be_guarded_and_fall_back() -> None:
     """Mock and AsyncMock work as the guarded callable, the fallback and call()'s argument.
 
