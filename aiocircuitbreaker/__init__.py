@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from ._breaker import CircuitBreaker
+from ._config import ExpectedExceptionError
 from ._core import Outcome, State
 from ._decorator import circuit
 from ._errors import CircuitBreakerError
@@ -41,6 +42,7 @@ __all__ = [
     "CountWindow",
     "Counts",
     "Event",
+    "ExpectedExceptionError",
     "HalfOpen",
     "Outcome",
     "RatePolicy",

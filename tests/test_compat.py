@@ -18,6 +18,7 @@ from unittest.mock import AsyncMock, Mock
 
 import pytest
 
+import aiocircuitbreaker
 from aiocircuitbreaker import (
     STATE_CLOSED,
     STATE_HALF_OPEN,
@@ -510,6 +511,7 @@ async def test_bad_expected_exception_is_both_type_and_value_error(
         with pytest.raises(ValueError, match=message) as raised:
             make_breaker()
         assert isinstance(raised.value, TypeError)
+        assert isinstance(raised.value, aiocircuitbreaker.ExpectedExceptionError)
 
 
 async def test_private_names_of_2x_read_the_configuration() -> None:
