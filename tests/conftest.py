@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -33,24 +35,53 @@ async def echo(value: object) -> object:
     return value
 
 
-def run_in_threads(count: int, target: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run ``target`` in ``count`` threads at once, each with an event loop of its own."""
+def run_threads(count: int, target: Callable[[int], object]) -> None:
+    """Run ``target(index)`` in ``count`` threads released together; re-raise what one raises."""
     errors: list[BaseException] = []
-    start = threading.Barrier(count)
+    start = threading.Barrier(count + 1)  # the threads, and this one once they all started
 
-    def worker() -> None:
+    def worker(index: int) -> None:
         try:
             start.wait()
-            asyncio.run(target())
+            target(index)
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker) for _ in range(count)]
-    for thread in threads:
-        thread.start()
+    threads = [threading.Thread(target=worker, args=(index,)) for index in range(count)]
+    try:
+        for thread in threads:
+            thread.start()
+    except BaseException:
+        start.abort()  # (the threads started so far give up waiting)
+        raise
+    start.wait()
     for thread in threads:
         thread.join()
-    assert errors == []
+    if errors:
+        raise errors[0]
+
+
+def run_in_threads(count: int, target: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``target`` in ``count`` threads at once, each with an event loop of its own."""
+    run_threads(count, lambda _: asyncio.run(target()))
+
+
+@contextmanager
+def fast_switching() -> Iterator[None]:
+    """Make the interpreter switch threads as often as it can (restored after)."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
+
+
+@pytest.fixture
+def fine_switching() -> Iterator[None]:
+    """Switch threads as often as the interpreter can, to shake out races."""
+    with fast_switching():
+        yield
 
 
 @pytest.fixture

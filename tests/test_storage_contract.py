@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -73,6 +72,9 @@ from aiocircuitbreaker.storage import (
     Value,
 )
 from aiocircuitbreaker.testing import FakeClock
+
+from .conftest import fast_switching
+from .conftest import run_threads as run_all
 
 WindowSetting: TypeAlias = CountWindow | TimeWindow | None
 Tally: TypeAlias = tuple[int, int, int, int]
@@ -730,42 +732,11 @@ def test_the_failure_counter_is_only_for_a_counting_generation_without_a_window(
 THREADS = 32
 
 
-@contextmanager
-def fast_switching() -> Iterator[None]:
-    """Make the interpreter switch threads as often as it can (restored after)."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
-
-
 def run_threads(count: int, target: Callable[[int], None]) -> None:
-    """Run ``target(index)`` in ``count`` threads released together; re-raise what one raises."""
-    errors: list[BaseException] = []
-    start = threading.Barrier(count + 1)  # the threads, and this one once they all started
-
-    def worker(index: int) -> None:
-        try:
-            start.wait()
-            target(index)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(index,)) for index in range(count)]
-    try:
-        for thread in threads:
-            thread.start()
-    except BaseException:
-        start.abort()  # (the threads started so far give up waiting)
-        raise
+    """Run ``target(index)`` in ``count`` threads released together, switching as often as
+    the interpreter can; re-raise what one raises."""
     with fast_switching():
-        start.wait()
-        for thread in threads:
-            thread.join()
-    if errors:
-        raise errors[0]
+        run_all(count, target)
 
 
 @pytest.mark.parametrize("window", [None, CountWindow(10_000)], ids=["no-window", "count-window"])

@@ -4,54 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import sys
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from aiocircuitbreaker import CallCounts, CircuitBreaker, CircuitBreakerError, HalfOpen
 from aiocircuitbreaker.testing import FakeClock
 
-from .conftest import DependencyDown, make
+from .conftest import DependencyDown, make, run_threads
 
 
 def fail(breaker: CircuitBreaker, times: int = 1) -> None:
     for _ in range(times):
         with pytest.raises(DependencyDown), breaker:
             raise DependencyDown
-
-
-def in_threads(count: int, target: Any) -> None:
-    """Run ``target`` in ``count`` threads started together; re-raise what any raised."""
-    errors: list[BaseException] = []
-    start = threading.Barrier(count)
-
-    def worker() -> None:
-        try:
-            start.wait()
-            target()
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-
-
-@pytest.fixture
-def fine_switching() -> Iterator[None]:
-    """Switch threads as often as the interpreter can, to shake out races."""
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(interval)
 
 
 def test_sync_callables_of_every_kind_get_sync_wrappers(clock: FakeClock) -> None:
@@ -220,7 +187,7 @@ def test_one_probe_among_64_threads(clock: FakeClock) -> None:
             if len(rejected) == 63:
                 release.set()
 
-    in_threads(64, call)
+    run_threads(64, lambda _: call())
     assert len(admitted) == 1
     assert len(rejected) == 63
     assert breaker.closed
@@ -246,7 +213,7 @@ def test_counts_are_exact_from_8_threads(clock: FakeClock) -> None:
             with pytest.raises(KeyError):
                 call(KeyError())
 
-    in_threads(8, work)
+    run_threads(8, lambda _: work())
     assert breaker.statistics().total == CallCounts(
         successes=8 * rounds, failures=8 * rounds, neutral=8 * rounds
     )
@@ -266,7 +233,7 @@ def test_a_failure_streak_is_exact_from_8_threads(clock: FakeClock) -> None:
             with pytest.raises(DependencyDown):
                 call()
 
-    in_threads(8, work)
+    run_threads(8, lambda _: work())
     assert breaker.failure_count == 8 * 499
     assert breaker.closed
     for _ in range(8):
