@@ -10,7 +10,11 @@ The fast path is that primitive for the common case. While the breaker is closed
 policy, no result predicate and no listener of call events, ``Engine._fast`` holds the
 generation's :class:`~aiocircuitbreaker._parts.Gate`: a call admitted through it needs no
 ticket, a success only advances the gate's total (and calls :func:`gate_success` when the
-gate is dirty), and a failure is finished by :func:`gate_failure`.
+gate is dirty), and a failure is finished by :func:`gate_failure`. While the breaker is open
+(or forced open) with no listener of call events, ``Engine._barrier`` holds the open period's
+:class:`~aiocircuitbreaker._parts.Barrier`: ``_admit`` rejects a call that comes before its
+deadline from what it carries, and hands a call that comes later on to ``_admit_at`` with the
+clock's reading.
 """
 
 from __future__ import annotations
@@ -50,17 +54,38 @@ class Admission(Probing):
         from its own frame (each frame an exception passes through must be kept for its
         traceback, and a rejection is the one path an open breaker takes for every call).
         """
+        barrier = self._barrier
+        if barrier is not None:  # open, no listener: the rejection below, in the fewest steps
+            now = barrier.clock()
+            if now >= barrier.deadline:  # due for a probe (a NaN reading is not: rejected)
+                return self._admit_at(barrier.view, now)
+            live = barrier.live
+            next(live.rejected)
+            if barrier.fallback:
+                return None
+            error = _new_error(CircuitBreakerError)
+            error.circuit_breaker = self  # type: ignore[assignment]
+            error.name = self._name
+            error.failure_count = barrier.failures
+            error.open_remaining = barrier.deadline - now
+            error.last_failure = live.last_failure
+            error.raised_at = _wall_clock()
+            return error
         view = self._view
         state = view.value.state
         if state is CLOSED or state is METRICS_ONLY or state is DISABLED:
             return self._ticket(view)
-        now = self._settings.clock()
+        return self._admit_at(view, self._settings.clock())
+
+    def _admit_at(self, view: View, now: float) -> Ticket | CircuitBreakerError | None:
+        """Admit a call that found ``view`` (not closed, metrics-only or disabled) at ``now``."""
+        state = view.value.state
         if state is HALF_OPEN or (state is OPEN and now >= view.deadline):
             ticket = self._admit_probe(now)
             if ticket is not None:
                 return ticket
             view = self._view
-        # Rejected (inline: this is every call's path while open).
+        # Rejected.
         live: Live = self._live  # type: ignore[assignment]  # it changed state: it was used
         next(live.rejected)
         value = view.value

@@ -20,10 +20,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from . import _core
-from ._core import CLOSED, Outcome, Value
+from ._core import CLOSED, FORCED_OPEN, OPEN, Outcome, Value
 from ._events import CallFailed, CallNeutral, CallSucceeded, Event, deliver
 from ._memory import InMemoryStorage
-from ._parts import INITIAL_VIEW, Gate, Live, View, failure_counter
+from ._parts import INITIAL_VIEW, Barrier, Gate, Live, View, failure_counter
 from ._reporting import Announcer, asking
 from ._storage import Reading, Storage
 
@@ -44,6 +44,7 @@ class Engine(Announcer):
     __slots__ = (
         "__dict__",
         "__weakref__",
+        "_barrier",
         "_fast",
         "_live",
         "_lock",
@@ -55,6 +56,7 @@ class Engine(Announcer):
     _settings: Settings
     _name: str | None
     _fast: Gate | None  # the fast path's gate (see _admission); None: every call is general
+    _barrier: Barrier | None  # the rejections' shortcut while open (see _admission)
     _view: View
     _live: Live | None
 
@@ -63,6 +65,7 @@ class Engine(Announcer):
         self._lock = _STRIPES[id(self) >> 4 & 63]
         self._view = INITIAL_VIEW
         self._fast = None  # opened with the first use (see _get_live)
+        self._barrier = None
         self._live = None
         if storage is not None:
             self._make_live(storage)
@@ -137,7 +140,15 @@ class Engine(Announcer):
             value, stored_at + value.open_for, stored_at if since is None else since, gate
         )
         self._fast = None if live is None or live.listeners else gate
+        self._barrier = self._barrier_for(view, live)
         return view
+
+    def _barrier_for(self, view: View, live: Live | None) -> Barrier | None:
+        """Return the rejections' barrier for ``view``, if it can have one."""
+        state = view.value.state
+        if live is None or live.listeners or (state is not OPEN and state is not FORCED_OPEN):
+            return None
+        return Barrier(view, live, self._settings)
 
     def _gate_for(self, value: Value, live: Live, counts: Counts | None) -> Gate | None:
         """Return the fast path's gate for ``value``, if it can have one."""
@@ -155,7 +166,9 @@ class Engine(Announcer):
         live = self._get_live()
         with self._lock:
             live.listeners = tuple(s for s in self._subscriptions() if s.wants_calls)
-            self._fast = None if live.listeners else self._view.gate
+            view = self._view
+            self._fast = None if live.listeners else view.gate
+            self._barrier = self._barrier_for(view, live)
 
     def _refresh(self, now: float) -> View:
         """Read the storage again (another writer moved it on); return the new view."""
@@ -425,6 +438,8 @@ def rebase(breaker: Engine, clock: Callable[[], float]) -> Callable[[], float]:
         storage.rebase(clock)
         breaker._settings = replace(settings, clock=clock)
         view = breaker._view
-        breaker._view = replace(view, deadline=view.deadline + shift, since=view.since + shift)
+        view = replace(view, deadline=view.deadline + shift, since=view.since + shift)
+        breaker._view = view
+        breaker._barrier = breaker._barrier_for(view, live)
         live.changed_at += shift
     return old

@@ -1,4 +1,4 @@
-"""What a breaker's engine holds: its view of the state, the gate, its parts once in use."""
+"""What a breaker's engine holds: its view of the state, the gate, the barrier, its parts."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from ._storage import Storage
     from ._ticket import Ticket
 
-__all__ = ["INITIAL_VIEW", "Counter", "Gate", "Live", "View", "failure_counter"]
+__all__ = ["INITIAL_VIEW", "Barrier", "Counter", "Gate", "Live", "View", "failure_counter"]
 
 
 class Counter(Protocol):
@@ -79,6 +79,26 @@ class Gate:
         self.counter = counter
         self.dirty = dirty
         self.last: BaseException | None = None
+
+
+class Barrier:
+    """The rejections' shortcut for one open period (see ``_admission``).
+
+    A breaker holds one in ``_barrier`` while it is open or forced open and has no listener of
+    call events. It carries what a rejection needs, so that a call that comes before
+    ``deadline`` is refused with no further lookups; a call that finds the period over goes on
+    with the barrier's view and that reading of the clock, as any other.
+    """
+
+    __slots__ = ("clock", "deadline", "failures", "fallback", "live", "view")
+
+    def __init__(self, view: View, live: Live, settings: Settings) -> None:
+        self.view = view
+        self.deadline = view.deadline  # infinite while forced open
+        self.failures = view.value.failures
+        self.clock = settings.clock
+        self.fallback = settings.fallback is not None  # it answers rejected calls
+        self.live = live
 
 
 @dataclass(frozen=True, slots=True)

@@ -401,3 +401,28 @@ def test_a_time_window_starts_over_on_a_new_clock(clock: FakeClock) -> None:
         assert breaker.closed  # one call in the new window: fewer than minimum_calls
         fail(breaker)
         assert breaker.opened
+
+
+def test_rejections_follow_listeners_and_clocks_changed_while_open(clock: FakeClock) -> None:
+    """An open breaker's rejections see a listener added or removed, and a clock swapped,
+    while it stays open (rejections take a shortcut that must not go stale)."""
+    events: list[object] = []
+    breaker = make(clock, failure_threshold=1)
+    fail(breaker)
+    with pytest.raises(CircuitBreakerError):
+        breaker.call(lambda: None)
+    breaker.add_listener(events.append)
+    with pytest.raises(CircuitBreakerError):
+        breaker.call(lambda: None)
+    assert [type(event).__name__ for event in events] == ["CallRejected"]
+    breaker.remove_listener(events.append)
+    other = FakeClock(0.0)
+    with use_clock(other, breaker):
+        other.advance(20)
+        with pytest.raises(CircuitBreakerError) as rejected:
+            breaker.call(lambda: None)
+        assert rejected.value.open_remaining == 10.0
+        other.advance(10)
+        assert breaker.call(lambda: "probe") == "probe"
+    assert len(events) == 1
+    assert breaker.statistics().total.rejected == 3
