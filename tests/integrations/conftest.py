@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 import uvicorn
@@ -20,6 +21,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from aiocircuitbreaker import CircuitBreaker
 
 Mode = Literal["ok", "fail", "stall"]
 HOST = "127.0.0.1"
@@ -60,6 +63,19 @@ class Upstream:
         return 200, {}, b"ok"
 
 
+class Group:
+    """The smallest group: one breaker per key, made on first use (as CircuitBreakerGroup)."""
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+        self.breakers: dict[Hashable, CircuitBreaker] = {}
+
+    def breaker(self, key: Hashable) -> CircuitBreaker:
+        if key not in self.breakers:
+            self.breakers[key] = CircuitBreaker(name=str(key), **self.options)
+        return self.breakers[key]
+
+
 def free_socket() -> socket.socket:
     """Return a listening TCP socket on a free port of 127.0.0.1."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -84,6 +100,26 @@ def refused_url() -> str:
     return f"http://{HOST}:{port}"
 
 
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Serve the ASGI ``app`` with uvicorn on a free port of 127.0.0.1; yield its URL."""
+    sock = free_socket()
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="off", ws="none", http="h11", loop="asyncio"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        threading.Event().wait(0.002)
+    try:
+        yield url_of(sock)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
 @pytest.fixture(scope="session")
 def starlette_server() -> Iterator[Upstream]:
     """Start uvicorn serving a Starlette app on a free port; stop it at the end."""
@@ -94,23 +130,12 @@ def starlette_server() -> Iterator[Upstream]:
         return Response(body, status_code=status, headers=headers)
 
     app = Starlette(routes=[Route("/{path:path}", endpoint, methods=["GET", "POST"])])
-    sock = free_socket()
-    upstream.url = url_of(sock)
-    config = uvicorn.Config(
-        app, log_level="warning", lifespan="off", ws="none", http="h11", loop="asyncio"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started and thread.is_alive():
-        threading.Event().wait(0.002)
-    try:
-        yield upstream
-    finally:
-        upstream.stopping = True
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with serve(app) as url:
+        upstream.url = url
+        try:
+            yield upstream
+        finally:
+            upstream.stopping = True
 
 
 @pytest.fixture

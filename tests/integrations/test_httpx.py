@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -21,22 +21,9 @@ from aiocircuitbreaker.httpx import (
 )
 from aiocircuitbreaker.testing import FakeClock
 
-from .conftest import Upstream
+from .conftest import Group, Upstream
 
 Get = Callable[..., Awaitable[httpx.Response]]
-
-
-class Group:
-    """The smallest group: one breaker per key, made on first use (as CircuitBreakerGroup)."""
-
-    def __init__(self, **options: Any) -> None:
-        self.options = options
-        self.breakers: dict[Hashable, CircuitBreaker] = {}
-
-    def breaker(self, key: Hashable) -> CircuitBreaker:
-        if key not in self.breakers:
-            self.breakers[key] = CircuitBreaker(name=str(key), **self.options)
-        return self.breakers[key]
 
 
 def breaker(clock: FakeClock, **options: Any) -> CircuitBreaker:
