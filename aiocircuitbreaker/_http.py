@@ -29,6 +29,7 @@ __all__ = [
     "copy_rejection",
     "origin",
     "parse_retry_after",
+    "rejection_of",
 ]
 
 DEFAULT_FAILURE_STATUSES: frozenset[int] = frozenset({429, 502, 503, 504})
@@ -231,6 +232,18 @@ class Breakers(Generic[Request]):
             seconds = parse_retry_after(retry_after, self.max_retry_after)
         failure = StatusFailure(status, self.key(request), seconds)
         return ticket.finish(failure, outcome=Outcome.FAILURE)
+
+
+def rejection_of(exception: BaseException) -> CircuitBreakerError | None:
+    """Return the rejection ``exception`` is or carries (as ``rejection``), else ``None``.
+
+    The requests integration's rejection carries it: requests' errors cannot also be
+    ``CircuitBreakerError`` instances.
+    """
+    if isinstance(exception, CircuitBreakerError):
+        return exception
+    carried = getattr(exception, "rejection", None)
+    return carried if isinstance(carried, CircuitBreakerError) else None
 
 
 def copy_rejection(error: CircuitBreakerError, into: E) -> E:

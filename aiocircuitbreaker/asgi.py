@@ -6,8 +6,9 @@ Install with ``pip install "aiocircuitbreaker[asgi]"``::
     # or, for FastAPI or an existing app:
     add_circuit_breaker_handler(app)
 
-A :class:`~aiocircuitbreaker.CircuitBreakerError` that escapes an endpoint (the httpx,
-aiohttp and requests rejections are subclasses) becomes ``503 Service Unavailable`` with a JSON
+A :class:`~aiocircuitbreaker.CircuitBreakerError` that escapes an endpoint (the httpx and
+aiohttp rejections are subclasses; the requests one is handled when named, see
+:func:`add_circuit_breaker_handler`) becomes ``503 Service Unavailable`` with a JSON
 body ``{"detail": "Service Unavailable"}`` and ``Retry-After``: the seconds the breaker had
 left to stay open when it rejected the call, rounded up to whole seconds. The header is left
 out when that time is unknown: a forced-open breaker (open until someone closes it) or a
@@ -17,12 +18,13 @@ half-open one whose probe slots are taken (due now, but busy).
 from __future__ import annotations
 
 import math
-from typing import Any
 
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ._errors import CircuitBreakerError
+from ._http import rejection_of
 
 __all__ = ["add_circuit_breaker_handler", "circuit_breaker_handler", "retry_after"]
 
@@ -38,13 +40,21 @@ def retry_after(error: CircuitBreakerError) -> str | None:
 async def circuit_breaker_handler(request: Request, exc: Exception) -> Response:
     """Answer a rejected call with 503 and ``Retry-After`` (see the module docs)."""
     headers = {}
-    if isinstance(exc, CircuitBreakerError):  # (Starlette passes Exception in its signature)
-        seconds = retry_after(exc)
+    rejection = rejection_of(exc)
+    if rejection is not None:
+        seconds = retry_after(rejection)
         if seconds is not None:
             headers["Retry-After"] = seconds
     return JSONResponse({"detail": "Service Unavailable"}, status_code=503, headers=headers)
 
 
-def add_circuit_breaker_handler(app: Any) -> None:
-    """Install :func:`circuit_breaker_handler` on a Starlette or FastAPI ``app``."""
-    app.add_exception_handler(CircuitBreakerError, circuit_breaker_handler)
+def add_circuit_breaker_handler(app: Starlette, *also: type[Exception]) -> None:
+    """Install :func:`circuit_breaker_handler` on a Starlette or FastAPI ``app``.
+
+    It handles :class:`~aiocircuitbreaker.CircuitBreakerError` (and so the httpx and aiohttp
+    rejections), and the classes ``also`` given: pass
+    ``aiocircuitbreaker.requests.CircuitOpenError`` for the requests integration's.
+    """
+    classes: tuple[type[Exception], ...] = (CircuitBreakerError, *also)
+    for cls in classes:
+        app.add_exception_handler(cls, circuit_breaker_handler)

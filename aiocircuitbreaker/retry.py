@@ -25,8 +25,7 @@ from tenacity.wait import wait_base
 
 from ._breaker import CircuitBreaker
 from ._core import State
-from ._errors import CircuitBreakerError
-from ._http import check_seconds
+from ._http import check_seconds, rejection_of
 
 __all__ = [
     "BreakerLookup",
@@ -42,8 +41,12 @@ DEFAULT_MAXIMUM = 60.0
 
 
 def is_rejection(exception: BaseException) -> bool:
-    """Return whether ``exception`` is a breaker's rejection (a call that was not made)."""
-    return isinstance(exception, CircuitBreakerError)
+    """Return whether ``exception`` is a breaker's rejection (a call that was not made).
+
+    That is a :class:`~aiocircuitbreaker.CircuitBreakerError`, or an error carrying one as
+    ``rejection`` (the requests integration's ``CircuitOpenError``).
+    """
+    return rejection_of(exception) is not None
 
 
 def probe_wait(

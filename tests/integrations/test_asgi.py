@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import requests
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -15,6 +16,8 @@ from starlette.routing import Route
 from aiocircuitbreaker import CircuitBreaker
 from aiocircuitbreaker.asgi import add_circuit_breaker_handler, circuit_breaker_handler
 from aiocircuitbreaker.httpx import AsyncCircuitBreakerTransport
+from aiocircuitbreaker.requests import CircuitBreakerAdapter
+from aiocircuitbreaker.requests import CircuitOpenError as RequestsCircuitOpenError
 from aiocircuitbreaker.testing import FakeClock
 
 from .conftest import serve
@@ -37,18 +40,30 @@ async def upstream_call(request: Request) -> Response:
         return PlainTextResponse((await c.get(request.query_params["url"])).text)
 
 
+def requests_call(request: Request) -> Response:
+    """Call through the requests adapter (in Starlette's thread pool: a sync endpoint)."""
+    with requests.Session() as session:
+        session.mount("http://", CircuitBreakerAdapter(breaker=breaker))
+        return PlainTextResponse(session.get(request.query_params["url"]).text)
+
+
 async def broken(request: Request) -> Response:
     raise ValueError("not a rejection")
 
 
-routes = [Route("/guarded", guarded), Route("/upstream", upstream_call), Route("/broken", broken)]
+routes = [
+    Route("/guarded", guarded),
+    Route("/upstream", upstream_call),
+    Route("/requests", requests_call),
+    Route("/broken", broken),
+]
 
 
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
     """Serve an app with the handler installed by add_circuit_breaker_handler()."""
     app = Starlette(routes=routes)
-    add_circuit_breaker_handler(app)
+    add_circuit_breaker_handler(app, RequestsCircuitOpenError)
     with serve(app) as address:
         yield address
 
@@ -110,6 +125,14 @@ def test_an_httpx_rejection_is_answered_too(url: str, refused_url: str) -> None:
     breaker.open()
     response = get(f"{url}/upstream?url={refused_url}")
     assert (response.status_code, response.headers["retry-after"]) == (503, "30")
+
+
+def test_a_requests_rejection_is_answered_when_named(url: str, refused_url: str) -> None:
+    """The requests rejection (a RequestException carrying the rejection) gets the 503 too."""
+    breaker.open()
+    clock.advance(10.5)
+    response = get(f"{url}/requests?url={refused_url}")
+    assert (response.status_code, response.headers["retry-after"]) == (503, "20")
 
 
 def test_other_errors_are_left_to_the_app(url: str) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+import requests
 import stamina
 import tenacity
 
@@ -17,6 +18,8 @@ from aiocircuitbreaker.httpx import (
     CircuitOpenError,
     request_origin,
 )
+from aiocircuitbreaker.requests import CircuitBreakerAdapter
+from aiocircuitbreaker.requests import CircuitOpenError as RequestsCircuitOpenError
 from aiocircuitbreaker.retry import (
     is_rejection,
     probe_wait,
@@ -235,6 +238,14 @@ def test_the_stamina_hook_without_an_open_breaker_leaves_the_backoff(
     cb.open()
     assert hook(OSError()) == 30
     assert is_rejection(CircuitOpenError.__new__(CircuitOpenError))
+    cb.open()
+    with requests.Session() as session:
+        session.mount("http://", CircuitBreakerAdapter(breaker=cb))
+        with pytest.raises(RequestsCircuitOpenError) as caught:
+            session.get("http://127.0.0.1:1/")
+    assert is_rejection(caught.value)
+    assert hook(caught.value) is False
+    assert not is_rejection(requests.ConnectionError())
 
 
 @pytest.mark.parametrize(
