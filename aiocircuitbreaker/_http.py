@@ -15,6 +15,7 @@ from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 from ._breaker import CircuitBreaker
 from ._core import Outcome
 from ._errors import CircuitBreakerError
+from ._groups import CircuitBreakerGroup
 from ._policies import OpenDuration
 from ._ticket import Ticket
 
@@ -177,15 +178,22 @@ class Breakers(Generic[Request]):
     """The breaker of each request: one for all, or one per key of a group.
 
     Args:
-        breaker: A ``CircuitBreaker`` (one for every request) or a group with
-            ``breaker(key)`` (one per key).
+        breaker: A ``CircuitBreaker`` (one for every request), a group with
+            ``breaker(key)`` (one per key), or ``None``: a new ``CircuitBreakerGroup`` named
+            ``name``, with the default options and ``open_duration=RetryAfter(30)``.
         key: A function of the request giving its key (used only with a group).
         default_key: The key function used when ``key`` is ``None``.
         failure_statuses: The statuses that count as failures.
         max_retry_after: The cap on a ``Retry-After``, in seconds.
+        name: The name of the group made when ``breaker`` is ``None``.
     """
 
     __slots__ = ("failure_statuses", "group", "key", "max_retry_after", "single")
+
+    @property
+    def breaker(self) -> CircuitBreaker | BreakerSource:
+        """The breaker, or the group, requests go through."""
+        return self.single or self.group  # type: ignore[return-value]  # (one is set)
 
     def __init__(
         self,
@@ -194,9 +202,12 @@ class Breakers(Generic[Request]):
         default_key: Callable[[Request], Hashable],
         failure_statuses: Collection[int] = DEFAULT_FAILURE_STATUSES,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        name: str = "upstreams",
     ) -> None:
         self.single: CircuitBreaker | None = None
         self.group: BreakerSource | None = None
+        if breaker is None:
+            breaker = CircuitBreakerGroup(name, open_duration=RetryAfter(30.0))
         if isinstance(breaker, CircuitBreaker):
             self.single = breaker
         elif isinstance(breaker, BreakerSource):

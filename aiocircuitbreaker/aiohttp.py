@@ -83,7 +83,8 @@ class CircuitBreakerMiddleware:
 
     Args:
         breaker: A ``CircuitBreaker`` for every request, or a ``CircuitBreakerGroup``: one
-            breaker per key.
+            breaker per key (default: a new group named ``"aiohttp"``, each breaker with the
+            default options and ``open_duration=RetryAfter(30)``).
         key: With a group, the key of a request (default: its origin).
         failure_statuses: Statuses counted as failures (default 429, 502, 503, 504).
         max_retry_after: Cap, in seconds, on the ``Retry-After`` a failure carries (300).
@@ -94,14 +95,19 @@ class CircuitBreakerMiddleware:
     def __init__(
         self,
         *,
-        breaker: CircuitBreaker | BreakerSource,
+        breaker: CircuitBreaker | BreakerSource | None = None,
         key: KeyFunction | None = None,
         failure_statuses: Collection[int] = DEFAULT_FAILURE_STATUSES,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
     ) -> None:
         self._breakers: Breakers[aiohttp.ClientRequest] = Breakers(
-            breaker, key, request_origin, failure_statuses, max_retry_after
+            breaker, key, request_origin, failure_statuses, max_retry_after, "aiohttp"
         )
+
+    @property
+    def breaker(self) -> CircuitBreaker | BreakerSource:
+        """The breaker, or the group, requests go through."""
+        return self._breakers.breaker
 
     async def __call__(
         self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType

@@ -123,14 +123,19 @@ class _Guard:
 
     def __init__(
         self,
-        breaker: CircuitBreaker | BreakerSource,
+        breaker: CircuitBreaker | BreakerSource | None,
         key: KeyFunction | None,
-        target: str | None,
+        target: object,
         failure_codes: Collection[grpc.StatusCode],
     ) -> None:
+        if target is not None and not isinstance(target, str):
+            msg = f"target must be the channel's target (a str), got {target!r}"
+            raise TypeError(msg)
         if key is None and target is not None:
             key = _constant(target)
-        self.breakers: Breakers[ClientCallDetails] = Breakers(breaker, key, method_of, ())
+        self.breakers: Breakers[ClientCallDetails] = Breakers(
+            breaker, key, method_of, (), name="grpc"
+        )
         self.failure_codes = _check_codes(failure_codes)
         self.tasks: set[asyncio.Task[None]] = set()  # stream outcomes being read
 
@@ -180,6 +185,11 @@ class UnaryUnaryInterceptor(UnaryUnaryClientInterceptor):
     def __init__(self, guard: _Guard) -> None:
         self._guard = guard
 
+    @property
+    def breaker(self) -> CircuitBreaker | BreakerSource:
+        """The breaker, or the group, RPCs go through."""
+        return self._guard.breakers.breaker
+
     async def intercept_unary_unary(
         self, continuation: Any, client_call_details: ClientCallDetails, request: Any
     ) -> Any:
@@ -201,6 +211,11 @@ class UnaryStreamInterceptor(UnaryStreamClientInterceptor):
     def __init__(self, guard: _Guard) -> None:
         self._guard = guard
 
+    @property
+    def breaker(self) -> CircuitBreaker | BreakerSource:
+        """The breaker, or the group, RPCs go through."""
+        return self._guard.breakers.breaker
+
     async def intercept_unary_stream(
         self, continuation: Any, client_call_details: ClientCallDetails, request: Any
     ) -> Any:
@@ -218,7 +233,7 @@ class UnaryStreamInterceptor(UnaryStreamClientInterceptor):
 
 def circuit_breaker_interceptors(
     *,
-    breaker: CircuitBreaker | BreakerSource,
+    breaker: CircuitBreaker | BreakerSource | None = None,
     key: KeyFunction | None = None,
     target: str | None = None,
     failure_codes: Collection[grpc.StatusCode] = DEFAULT_FAILURE_CODES,
@@ -227,7 +242,8 @@ def circuit_breaker_interceptors(
 
     Args:
         breaker: A ``CircuitBreaker`` for every RPC of the channel, or a
-            ``CircuitBreakerGroup``: one breaker per key.
+            ``CircuitBreakerGroup``: one breaker per key (default: a new group named
+            ``"grpc"``, each breaker with the default options).
         key: With a group, the key of an RPC, a function of its ``ClientCallDetails``
             (default: its method).
         target: With a group and no ``key``: the channel's target, the key of all its RPCs

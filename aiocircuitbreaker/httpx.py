@@ -73,12 +73,12 @@ def request_origin(request: httpx.Request) -> str:
 
 
 def _breakers(
-    breaker: CircuitBreaker | BreakerSource,
+    breaker: CircuitBreaker | BreakerSource | None,
     key: KeyFunction | None,
     failure_statuses: Collection[int],
     max_retry_after: float,
 ) -> Breakers[httpx.Request]:
-    return Breakers(breaker, key, request_origin, failure_statuses, max_retry_after)
+    return Breakers(breaker, key, request_origin, failure_statuses, max_retry_after, "httpx")
 
 
 class CircuitBreakerTransport(httpx.BaseTransport):
@@ -87,7 +87,8 @@ class CircuitBreakerTransport(httpx.BaseTransport):
     Args:
         transport: The transport that sends the requests (default ``httpx.HTTPTransport()``).
         breaker: A ``CircuitBreaker`` for every request, or a ``CircuitBreakerGroup``: one
-            breaker per key.
+            breaker per key (default: a new group named ``"httpx"``, each breaker with the
+            default options and ``open_duration=RetryAfter(30)``).
         key: With a group, the key of a request (default: its origin).
         failure_statuses: Statuses counted as failures (default 429, 502, 503, 504).
         max_retry_after: Cap, in seconds, on the ``Retry-After`` a failure carries (300).
@@ -97,13 +98,18 @@ class CircuitBreakerTransport(httpx.BaseTransport):
         self,
         transport: httpx.BaseTransport | None = None,
         *,
-        breaker: CircuitBreaker | BreakerSource,
+        breaker: CircuitBreaker | BreakerSource | None = None,
         key: KeyFunction | None = None,
         failure_statuses: Collection[int] = DEFAULT_FAILURE_STATUSES,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
     ) -> None:
         self._breakers = _breakers(breaker, key, failure_statuses, max_retry_after)
         self._transport = httpx.HTTPTransport() if transport is None else transport
+
+    @property
+    def breaker(self) -> CircuitBreaker | BreakerSource:
+        """The breaker, or the group, requests go through."""
+        return self._breakers.breaker
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the wrapped transport if its breaker admits it."""
@@ -134,7 +140,8 @@ class AsyncCircuitBreakerTransport(httpx.AsyncBaseTransport):
         transport: The transport that sends the requests (default
             ``httpx.AsyncHTTPTransport()``).
         breaker: A ``CircuitBreaker`` for every request, or a ``CircuitBreakerGroup``: one
-            breaker per key.
+            breaker per key (default: a new group named ``"httpx"``, each breaker with the
+            default options and ``open_duration=RetryAfter(30)``).
         key: With a group, the key of a request (default: its origin).
         failure_statuses: Statuses counted as failures (default 429, 502, 503, 504).
         max_retry_after: Cap, in seconds, on the ``Retry-After`` a failure carries (300).
@@ -144,13 +151,18 @@ class AsyncCircuitBreakerTransport(httpx.AsyncBaseTransport):
         self,
         transport: httpx.AsyncBaseTransport | None = None,
         *,
-        breaker: CircuitBreaker | BreakerSource,
+        breaker: CircuitBreaker | BreakerSource | None = None,
         key: KeyFunction | None = None,
         failure_statuses: Collection[int] = DEFAULT_FAILURE_STATUSES,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
     ) -> None:
         self._breakers = _breakers(breaker, key, failure_statuses, max_retry_after)
         self._transport = httpx.AsyncHTTPTransport() if transport is None else transport
+
+    @property
+    def breaker(self) -> CircuitBreaker | BreakerSource:
+        """The breaker, or the group, requests go through."""
+        return self._breakers.breaker
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the wrapped transport if its breaker admits it."""

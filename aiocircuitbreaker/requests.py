@@ -87,7 +87,8 @@ class CircuitBreakerAdapter(BaseAdapter):
     Args:
         adapter: The adapter that sends the requests (default ``HTTPAdapter()``).
         breaker: A ``CircuitBreaker`` for every request, or a ``CircuitBreakerGroup``: one
-            breaker per key.
+            breaker per key (default: a new group named ``"requests"``, each breaker with the
+            default options and ``open_duration=RetryAfter(30)``).
         key: With a group, the key of a request (default: its origin).
         failure_statuses: Statuses counted as failures (default 429, 502, 503, 504).
         max_retry_after: Cap, in seconds, on the ``Retry-After`` a failure carries (300).
@@ -97,16 +98,21 @@ class CircuitBreakerAdapter(BaseAdapter):
         self,
         adapter: BaseAdapter | None = None,
         *,
-        breaker: CircuitBreaker | BreakerSource,
+        breaker: CircuitBreaker | BreakerSource | None = None,
         key: KeyFunction | None = None,
         failure_statuses: Collection[int] = DEFAULT_FAILURE_STATUSES,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
     ) -> None:
         super().__init__()
         self._breakers: Breakers[requests.PreparedRequest] = Breakers(
-            breaker, key, request_origin, failure_statuses, max_retry_after
+            breaker, key, request_origin, failure_statuses, max_retry_after, "requests"
         )
         self._adapter = HTTPAdapter() if adapter is None else adapter
+
+    @property
+    def breaker(self) -> CircuitBreaker | BreakerSource:
+        """The breaker, or the group, requests go through."""
+        return self._breakers.breaker
 
     def send(
         self,

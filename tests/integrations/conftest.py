@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Hashable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -21,8 +21,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-
-from aiocircuitbreaker import CircuitBreaker
 
 Mode = Literal["ok", "fail", "stall"]
 HOST = "127.0.0.1"
@@ -61,19 +59,6 @@ class Upstream:
             headers = {} if self.retry_after is None else {"Retry-After": self.retry_after}
             return self.status, headers, b"unavailable"
         return 200, {}, b"ok"
-
-
-class Group:
-    """The smallest group: one breaker per key, made on first use (as CircuitBreakerGroup)."""
-
-    def __init__(self, **options: Any) -> None:
-        self.options = options
-        self.breakers: dict[Hashable, CircuitBreaker] = {}
-
-    def breaker(self, key: Hashable) -> CircuitBreaker:
-        if key not in self.breakers:
-            self.breakers[key] = CircuitBreaker(name=str(key), **self.options)
-        return self.breakers[key]
 
 
 def free_socket() -> socket.socket:

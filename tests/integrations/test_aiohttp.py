@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from aiocircuitbreaker import CircuitBreaker, CircuitBreakerError, State
+from aiocircuitbreaker import CircuitBreaker, CircuitBreakerError, CircuitBreakerGroup, State
 from aiocircuitbreaker.aiohttp import (
     CircuitBreakerMiddleware,
     CircuitOpenError,
@@ -19,7 +19,7 @@ from aiocircuitbreaker.aiohttp import (
 )
 from aiocircuitbreaker.testing import FakeClock
 
-from .conftest import Group, Upstream
+from .conftest import Upstream
 
 pytestmark = pytest.mark.asyncio
 
@@ -141,13 +141,13 @@ async def test_a_group_keeps_one_breaker_per_origin(
     clock: FakeClock, aiohttp_upstream: Upstream, refused_url: str
 ) -> None:
     """With a group, a dead origin opens its own breaker and leaves the others closed."""
-    group = Group(failure_threshold=1, clock=clock)
+    group = CircuitBreakerGroup("g", failure_threshold=1, clock=clock)
     async with session_with(breaker=group) as session:
         with pytest.raises(aiohttp.ClientConnectorError):
             await status_of(session, refused_url)
         assert await status_of(session, aiohttp_upstream.url) == 200
-    assert group.breakers[refused_url].state is State.OPEN
-    assert group.breakers[aiohttp_upstream.url].state is State.CLOSED
+    assert group.get(refused_url).state is State.OPEN
+    assert group.get(aiohttp_upstream.url).state is State.CLOSED
 
 
 async def test_bad_options_are_refused_at_construction() -> None:
@@ -161,3 +161,13 @@ async def test_request_origin_fills_in_default_ports() -> None:
     loop = asyncio.get_running_loop()
     request = aiohttp.ClientRequest("GET", URL("https://Example.com/x"), loop=loop)
     assert request_origin(request) == "https://example.com:443"
+
+
+async def test_the_default_is_a_group_per_origin(aiohttp_upstream: Upstream) -> None:
+    """Without breaker=, each origin gets a breaker of a new group named "aiohttp"."""
+    middleware = CircuitBreakerMiddleware()
+    async with aiohttp.ClientSession(middlewares=(middleware,)) as session:
+        assert await status_of(session, aiohttp_upstream.url) == 200
+    group = middleware.breaker
+    assert isinstance(group, CircuitBreakerGroup)
+    assert (group.name, list(group)) == ("aiohttp", [aiohttp_upstream.url])

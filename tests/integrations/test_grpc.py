@@ -11,7 +11,7 @@ import grpc
 import pytest
 import pytest_asyncio
 
-from aiocircuitbreaker import CircuitBreaker, CircuitBreakerError, State
+from aiocircuitbreaker import CircuitBreaker, CircuitBreakerError, CircuitBreakerGroup, State
 from aiocircuitbreaker.grpc import (
     CircuitOpenError,
     RpcFailure,
@@ -21,7 +21,7 @@ from aiocircuitbreaker.grpc import (
 from aiocircuitbreaker.retry import is_rejection
 from aiocircuitbreaker.testing import FakeClock
 
-from .conftest import HOST, Group
+from .conftest import HOST
 
 pytestmark = pytest.mark.asyncio
 UNARY, STREAM = "/test.Echo/Unary", "/test.Echo/Stream"
@@ -261,30 +261,30 @@ async def test_a_group_keeps_one_breaker_per_method(
     service: Service, channels: Any, clock: FakeClock
 ) -> None:
     """With a group, each method has its own breaker by default."""
-    group = Group(failure_threshold=1, clock=clock)
+    group = CircuitBreakerGroup("g", failure_threshold=1, clock=clock)
     channel = channels(service.target, breaker=group)
     service.mode = "fail"
     with pytest.raises(grpc.aio.AioRpcError):
         await unary(channel)
     service.mode = "ok"
     assert await stream(channel) == [b"a", b"b", b"c"]
-    await eventually(lambda: group.breakers[UNARY].state is State.OPEN)
-    assert group.breakers[UNARY].state is State.OPEN
-    assert group.breakers[STREAM].state is State.CLOSED
+    await eventually(lambda: group.get(UNARY).state is State.OPEN)
+    assert group.get(UNARY).state is State.OPEN
+    assert group.get(STREAM).state is State.CLOSED
 
 
 async def test_a_group_by_target_shares_one_breaker(
     service: Service, channels: Any, clock: FakeClock
 ) -> None:
     """With target=, every method of the channel shares the target's breaker."""
-    group = Group(failure_threshold=1, clock=clock)
+    group = CircuitBreakerGroup("g", failure_threshold=1, clock=clock)
     channel = channels(service.target, breaker=group, target=service.target)
     service.mode = "fail"
     with pytest.raises(grpc.aio.AioRpcError):
         await unary(channel)
     with pytest.raises(CircuitOpenError):
         await stream(channel)
-    assert list(group.breakers) == [service.target]
+    assert list(group) == [service.target]
 
 
 async def test_failure_codes_are_configurable(
@@ -351,3 +351,20 @@ async def test_a_cancelled_stream_is_neutral(
     await eventually(lambda: cb.statistics().total.neutral == 1)
     assert cb.statistics().total.neutral == 1
     assert cb.failure_count == 0
+
+
+async def test_the_default_is_a_group_per_method(service: Service) -> None:
+    """Without breaker=, each method gets a breaker of a new group named "grpc"."""
+    interceptors = circuit_breaker_interceptors()
+    async with grpc.aio.insecure_channel(service.target, interceptors=interceptors) as channel:
+        assert await unary(channel) == b"ok:x"
+    group = interceptors[0].breaker
+    assert group is interceptors[1].breaker
+    assert isinstance(group, CircuitBreakerGroup)
+    assert (group.name, list(group)) == ("grpc", [UNARY])
+
+
+async def test_a_bad_target_is_refused() -> None:
+    """target= must be the channel's target string."""
+    with pytest.raises(TypeError, match="target must be the channel's target"):
+        circuit_breaker_interceptors(target=50051)  # type: ignore[arg-type]

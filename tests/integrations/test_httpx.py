@@ -10,7 +10,13 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from aiocircuitbreaker import Backoff, CircuitBreaker, CircuitBreakerError, State
+from aiocircuitbreaker import (
+    Backoff,
+    CircuitBreaker,
+    CircuitBreakerError,
+    CircuitBreakerGroup,
+    State,
+)
 from aiocircuitbreaker.httpx import (
     AsyncCircuitBreakerTransport,
     CircuitBreakerTransport,
@@ -21,7 +27,7 @@ from aiocircuitbreaker.httpx import (
 )
 from aiocircuitbreaker.testing import FakeClock
 
-from .conftest import Group, Upstream
+from .conftest import Upstream
 
 Get = Callable[..., Awaitable[httpx.Response]]
 
@@ -178,7 +184,7 @@ async def test_a_group_keeps_one_breaker_per_origin(
     upstream: Upstream, refused_url: str, client: Any, clock: FakeClock
 ) -> None:
     """With a group, a dead origin opens its own breaker and leaves the others closed."""
-    group = Group(failure_threshold=2, clock=clock)
+    group = CircuitBreakerGroup("g", failure_threshold=2, clock=clock)
     get = client(breaker=group)
     for _ in range(2):
         with pytest.raises(httpx.ConnectError):
@@ -186,8 +192,8 @@ async def test_a_group_keeps_one_breaker_per_origin(
     with pytest.raises(CircuitOpenError):
         await get(refused_url + "/y")
     assert (await get(upstream.url)).status_code == 200
-    assert group.breakers[refused_url].state is State.OPEN
-    assert group.breakers[upstream.url].state is State.CLOSED
+    assert group.get(refused_url).state is State.OPEN
+    assert group.get(upstream.url).state is State.CLOSED
 
 
 @pytest.mark.asyncio
@@ -195,16 +201,16 @@ async def test_the_key_function_chooses_the_breaker(
     upstream: Upstream, client: Any, clock: FakeClock
 ) -> None:
     """A key function of the request picks each request's breaker (here: by path)."""
-    group = Group(failure_threshold=1, clock=clock)
+    group = CircuitBreakerGroup("g", failure_threshold=1, clock=clock)
     get = client(breaker=group, key=lambda request: request.url.path)
     upstream.fail(503)
     await get(upstream.url + "/a")
     upstream.reset()
     assert (await get(upstream.url + "/b")).status_code == 200
-    assert group.breakers["/a"].state is State.OPEN
-    assert isinstance(group.breakers["/a"].last_failure, StatusFailure)
-    assert group.breakers["/a"].last_failure.origin == "/a"
-    assert group.breakers["/b"].state is State.CLOSED
+    assert group.get("/a").state is State.OPEN
+    assert isinstance(group.get("/a").last_failure, StatusFailure)
+    assert group.get("/a").last_failure.origin == "/a"
+    assert group.get("/b").state is State.CLOSED
 
 
 @pytest.mark.asyncio
@@ -320,3 +326,27 @@ def test_a_status_failure_says_what_was_answered() -> None:
     answer = "http://h:80 answered 503, Retry-After 2 s"
     assert str(StatusFailure(503, "http://h:80", 2.0)) == answer
     assert str(StatusFailure(502, "http://h:80")) == "http://h:80 answered 502"
+
+
+@pytest.mark.asyncio
+async def test_the_default_is_a_group_per_origin_honouring_retry_after(upstream: Upstream) -> None:
+    """Without breaker=, each origin gets a breaker of a new group that honours Retry-After."""
+    transport = AsyncCircuitBreakerTransport()
+    group = transport.breaker
+    assert isinstance(group, CircuitBreakerGroup)
+    assert group.name == "httpx"
+    upstream.fail(503, retry_after="3")
+    async with httpx.AsyncClient(transport=transport) as client:
+        for _ in range(5):  # the default failure_threshold
+            await client.get(upstream.url)
+    breaker = group.get(upstream.url)
+    assert breaker is not None
+    assert breaker.state is State.OPEN
+    assert 2 < breaker.open_remaining <= 3
+    assert CircuitBreakerTransport().breaker is not group  # a group of its own each
+
+
+def test_the_breaker_given_is_the_breaker_used(clock: FakeClock) -> None:
+    """The transport's breaker is the one given."""
+    cb = breaker(clock)
+    assert CircuitBreakerTransport(breaker=cb).breaker is cb

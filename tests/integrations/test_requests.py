@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import requests
 
-from aiocircuitbreaker import CircuitBreaker, CircuitBreakerError, State
+from aiocircuitbreaker import CircuitBreaker, CircuitBreakerError, CircuitBreakerGroup, State
 from aiocircuitbreaker.requests import (
     CircuitBreakerAdapter,
     CircuitOpenError,
@@ -18,7 +18,7 @@ from aiocircuitbreaker.requests import (
 )
 from aiocircuitbreaker.testing import FakeClock
 
-from .conftest import Group, Upstream
+from .conftest import Upstream
 
 
 @pytest.fixture
@@ -119,14 +119,14 @@ def test_a_group_keeps_one_breaker_per_origin(
     clock: FakeClock, upstream: Upstream, refused_url: str
 ) -> None:
     """With a group, a dead origin opens its own breaker and leaves the others closed."""
-    group = Group(failure_threshold=1, clock=clock)
+    group = CircuitBreakerGroup("g", failure_threshold=1, clock=clock)
     with session_with(breaker=group, failure_statuses={500}) as session:
         with pytest.raises(requests.ConnectionError):
             session.get(refused_url)
         upstream.fail(500)
         assert session.get(upstream.url).status_code == 500
-    assert group.breakers[refused_url].state is State.OPEN
-    failure = group.breakers[upstream.url].last_failure
+    assert group.get(refused_url).state is State.OPEN
+    failure = group.get(upstream.url).last_failure
     assert isinstance(failure, StatusFailure)
     assert (failure.status, failure.retry_after) == (500, None)
 
@@ -154,4 +154,15 @@ def test_request_origin_fills_in_default_ports() -> None:
 def test_bad_options_are_refused_at_construction() -> None:
     """A bad breaker is refused when the adapter is made."""
     with pytest.raises(TypeError, match="breaker must be a CircuitBreaker"):
-        CircuitBreakerAdapter(breaker=None)  # type: ignore[arg-type]
+        CircuitBreakerAdapter(breaker="upstream")  # type: ignore[arg-type]
+
+
+def test_the_default_is_a_group_per_origin(upstream: Upstream) -> None:
+    """Without breaker=, each origin gets a breaker of a new group named "requests"."""
+    adapter = CircuitBreakerAdapter()
+    with requests.Session() as session:
+        session.mount("http://", adapter)
+        assert session.get(upstream.url).status_code == 200
+    group = adapter.breaker
+    assert isinstance(group, CircuitBreakerGroup)
+    assert (group.name, list(group)) == ("requests", [upstream.url])

@@ -11,7 +11,7 @@ import requests
 import stamina
 import tenacity
 
-from aiocircuitbreaker import CircuitBreaker, State
+from aiocircuitbreaker import CircuitBreaker, CircuitBreakerGroup, State
 from aiocircuitbreaker.httpx import (
     AsyncCircuitBreakerTransport,
     CircuitBreakerTransport,
@@ -29,7 +29,7 @@ from aiocircuitbreaker.retry import (
 )
 from aiocircuitbreaker.testing import FakeClock
 
-from .conftest import Group, Upstream
+from .conftest import Upstream
 
 TIMEOUT = 0.05
 
@@ -114,11 +114,11 @@ def test_the_wait_is_capped(cb: CircuitBreaker) -> None:
 
 def test_the_wait_finds_the_breaker_of_the_request(clock: FakeClock, refused_url: str) -> None:
     """With a group, a function of the exception finds the request's breaker."""
-    group = Group(failure_threshold=1, recovery_timeout=7, clock=clock)
+    group = CircuitBreakerGroup("g", failure_threshold=1, recovery_timeout=7, clock=clock)
 
     def lookup(exception: BaseException) -> CircuitBreaker | None:
         if isinstance(exception, httpx.RequestError):
-            return group.breakers.get(request_origin(exception.request))
+            return group.get(request_origin(exception.request))
         return None
 
     waits: list[float] = []
