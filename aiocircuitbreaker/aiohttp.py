@@ -12,7 +12,8 @@ Install with ``pip install "aiocircuitbreaker[aiohttp]"`` (aiohttp >= 3.12)::
 It behaves as the httpx transports do (see :mod:`aiocircuitbreaker.httpx`): client errors are
 reported to the breaker and re-raised, failure statuses (default 429, 502, 503, 504) are
 counted and the response is returned all the same, a 429 or 503's ``Retry-After`` travels
-with the failure (:class:`StatusFailure`, for :class:`RetryAfter`), and a rejection raises
+with the failure (:class:`~aiocircuitbreaker.httpx.StatusFailure`, for
+:class:`~aiocircuitbreaker.httpx.RetryAfter`), and a rejection raises
 :class:`CircuitOpenError` without touching the network. The breaker times the call to the
 response headers (the middleware returns before the body is read).
 

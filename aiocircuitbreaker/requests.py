@@ -11,7 +11,8 @@ It wraps another adapter (default ``requests.adapters.HTTPAdapter()``) and behav
 httpx transports do (see :mod:`aiocircuitbreaker.httpx`): errors are reported to the breaker
 and re-raised, failure statuses (default 429, 502, 503, 504) are counted and the response is
 returned all the same, a 429 or 503's ``Retry-After`` travels with the failure
-(:class:`StatusFailure`, for :class:`RetryAfter`), and a rejection raises
+(:class:`~aiocircuitbreaker.httpx.StatusFailure`, for
+:class:`~aiocircuitbreaker.httpx.RetryAfter`), and a rejection raises
 :class:`CircuitOpenError` without touching the network. The breaker times the call to the
 response headers when ``stream=True``, to the whole body otherwise (requests reads it inside
 the adapter). Retries of the wrapped ``HTTPAdapter`` (``max_retries``) happen inside one

@@ -92,10 +92,12 @@ async def test_a_total_timeout_awaiting_the_headers_is_a_failure(
     cb: CircuitBreaker, aiohttp_upstream: Upstream
 ) -> None:
     """aiohttp's total timeout, expiring while the headers are awaited, counts as a failure."""
-    aiohttp_upstream.mode = "stall"
-    async with session_with(aiohttp.ClientTimeout(total=0.05), breaker=cb) as session:
+    async with session_with(breaker=cb) as session:
+        assert await status_of(session, aiohttp_upstream.url) == 200  # a pooled connection
+        aiohttp_upstream.mode = "stall"
         with pytest.raises(asyncio.TimeoutError):
-            await status_of(session, aiohttp_upstream.url)
+            async with session.get(aiohttp_upstream.url, timeout=aiohttp.ClientTimeout(total=0.2)):
+                pass
     assert cb.failure_count == 1
     assert isinstance(cb.last_failure, asyncio.TimeoutError)
 

@@ -346,7 +346,7 @@ async def test_a_cancelled_stream_is_neutral(
     channel = channels(service.target, breaker=cb)
     service.mode = "stall"
     call = channel.unary_stream(STREAM)(b"x", timeout=5)
-    await asyncio.sleep(0.02)
+    await eventually(lambda: service.hits == 1)  # the RPC has reached the server
     call.cancel()
     await eventually(lambda: cb.statistics().total.neutral == 1)
     assert cb.statistics().total.neutral == 1
