@@ -19,6 +19,7 @@ from ._control import Control
 from ._core import Outcome
 from ._errors import CircuitBreakerError
 from ._ticket import NO_RESULT, Ticket
+from ._wrappers import untimed
 
 __all__ = ["Permits"]
 
@@ -107,6 +108,9 @@ class Permits(Control):
         self._exit_block(_caller(), exc_value)
 
     def _enter_block(self, frame: object) -> None:
+        timeout = self._settings.timeout
+        if timeout is not None:
+            untimed(timeout, "a with block")
         ticket = self.admit()
         live = self._get_live()
         with self._lock:
