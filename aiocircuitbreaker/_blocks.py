@@ -77,11 +77,15 @@ class Permits(Control):
                 msg = f"{ticket!r} was already finished"
                 raise RuntimeError(msg)
             ticket.finished = True
-        if not ticket.counted:
-            return Outcome.NEUTRAL if outcome is None else outcome
-        return self._finish(
-            ticket.generation, ticket.probe, ticket.started, exception, result, outcome
-        )
+        try:
+            if not ticket.counted:
+                return Outcome.NEUTRAL if outcome is None else outcome
+            return self._finish(
+                ticket.generation, ticket.probe, ticket.started, exception, result, outcome
+            )
+        finally:
+            if ticket.on_finish is not None:
+                ticket.on_finish()
 
     def __enter__(self: B) -> B:
         self._enter_block(_caller())
