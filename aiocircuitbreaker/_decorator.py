@@ -41,6 +41,7 @@ def circuit(
     open_duration: Backoff | OpenDuration | None = None,
     listeners: Iterable[Listener] = (),
     storage: Callable[[Any], Storage] | None = None,
+    timeout: float | None = None,
 ) -> CircuitBreakerGroup[Any]: ...
 @overload
 def circuit(
@@ -58,6 +59,7 @@ def circuit(
     open_duration: Backoff | OpenDuration | None = None,
     listeners: Iterable[Listener] = (),
     storage: Storage | None = None,
+    timeout: float | None = None,
 ) -> B: ...
 @overload
 def circuit(
@@ -75,6 +77,7 @@ def circuit(
     open_duration: Backoff | OpenDuration | None = None,
     listeners: Iterable[Listener] = (),
     storage: Storage | None = None,
+    timeout: float | None = None,
 ) -> CircuitBreaker: ...
 def circuit(
     failure_threshold: Any = None,
@@ -93,6 +96,7 @@ def circuit(
     open_duration: Any = _UNSET,
     listeners: Any = _UNSET,
     storage: Any = _UNSET,
+    timeout: Any = _UNSET,
 ) -> Any:
     """Guard a function with a new circuit breaker, sync or async.
 
@@ -117,6 +121,7 @@ def circuit(
             ("open_duration", open_duration),
             ("listeners", listeners),
             ("storage", storage),
+            ("timeout", timeout),
         )
         if value is not _UNSET
     }

@@ -29,6 +29,7 @@ from ._core import CLOSED
 from ._engine import join_group
 from ._settings import settings
 from ._statistics import Statistics
+from ._ticket import Ticket
 
 __all__ = ["CircuitBreakerGroup"]
 
@@ -142,7 +143,8 @@ class CircuitBreakerGroup(Generic[K]):
     def breaker(self, key: K) -> CircuitBreaker:
         """Return the breaker of ``key``, made now if the group has none.
 
-        A breaker used directly (rather than through :meth:`call` or a decorated function)
+        A breaker used directly (rather than through :meth:`call`, :meth:`admit` or a
+        decorated function)
         may be evicted while its calls are in flight: they then count on it, not on the
         key's next breaker.
         """
@@ -267,6 +269,25 @@ class CircuitBreakerGroup(Generic[K]):
             return entry.breaker.call(func, *args, **kwargs)
         finally:
             next(entry.finished)
+
+    def admit(self, key: K) -> Ticket:
+        """Admit a call through the breaker of ``key`` (see :meth:`CircuitBreaker.admit`).
+
+        The group counts the call in flight (its breaker is not evicted) until the ticket is
+        finished: the way in for integrations that report outcomes themselves.
+
+        Raises:
+            CircuitBreakerError: The breaker rejected the call.
+        """
+        entry = self._enter(key, start=True)
+        try:
+            ticket = entry.breaker.admit()
+        except BaseException:
+            next(entry.finished)
+            raise
+        finished = entry.finished
+        ticket.on_finish = lambda: next(finished)
+        return ticket
 
     def __call__(self, function: Callable[P, R]) -> Callable[P, R]:
         """Decorate ``function`` (see :meth:`decorate`)."""

@@ -497,3 +497,31 @@ def test_a_new_key_reads_a_bounded_number_of_breakers(clock: FakeClock) -> None:
     for key in range(5):
         group.call(f"later-{key}", _ok)
     assert len(group) == 2
+
+
+def test_a_ticket_admitted_by_the_group_keeps_its_breaker_until_finished(
+    clock: FakeClock,
+) -> None:
+    """group.admit(key) counts the call in flight until its ticket is finished."""
+    group = group_of(clock, max_keys=1, failure_threshold=1)
+    ticket = group.admit("held")
+    group.call("other", _ok)
+    assert "held" in group
+    ticket.finish(DependencyDown())
+    assert group.breaker("held").state is State.OPEN
+    with pytest.raises(CircuitBreakerError):
+        group.admit("held")
+    group.breaker("held").reset()
+    group.call("third", _ok)
+    assert "held" not in group  # idle again, nothing in flight: evicted
+
+
+def test_a_rejected_admission_is_not_left_in_flight(clock: FakeClock) -> None:
+    """A key whose breaker rejects holds no call in flight for it."""
+    group = group_of(clock, max_keys=1, failure_threshold=1)
+    fail(group, "down")
+    with pytest.raises(CircuitBreakerError):
+        group.admit("down")
+    group.breaker("down").close()
+    group.call("other", _ok)
+    assert list(group) == ["other"]
