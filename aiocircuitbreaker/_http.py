@@ -46,10 +46,10 @@ E = TypeVar("E", bound=CircuitBreakerError)
 
 @runtime_checkable
 class BreakerSource(Protocol):
-    """Anything that hands out one breaker per key (a ``CircuitBreakerGroup``)."""
+    """Anything that admits calls by key, one breaker per key (a ``CircuitBreakerGroup``)."""
 
-    def breaker(self, key: Any, /) -> CircuitBreaker:
-        """Return the breaker of ``key``, made on first use."""
+    def admit(self, key: Any, /) -> Ticket:
+        """Admit a call through the breaker of ``key`` (raise ``CircuitBreakerError``)."""
         ...
 
 
@@ -179,7 +179,7 @@ class Breakers(Generic[Request]):
 
     Args:
         breaker: A ``CircuitBreaker`` (one for every request), a group with
-            ``breaker(key)`` (one per key), or ``None``: a new ``CircuitBreakerGroup`` named
+            ``admit(key)`` (one breaker per key), or ``None``: a new ``CircuitBreakerGroup`` named
             ``name``, with the default options and ``open_duration=RetryAfter(30)``.
         key: A function of the request giving its key (used only with a group).
         default_key: The key function used when ``key`` is ``None``.
@@ -230,7 +230,8 @@ class Breakers(Generic[Request]):
         single = self.single
         if single is not None:
             return single.admit()
-        return self.group.breaker(self.key(request)).admit()  # type: ignore[union-attr]
+        # The group counts the request in flight until its ticket is finished (not evicted).
+        return self.group.admit(self.key(request))  # type: ignore[union-attr]  # (one is set)
 
     def finish(
         self, ticket: Ticket, request: Request, status: int, retry_after: str | None, result: Any

@@ -350,3 +350,32 @@ def test_the_breaker_given_is_the_breaker_used(clock: FakeClock) -> None:
     """The transport's breaker is the one given."""
     cb = breaker(clock)
     assert CircuitBreakerTransport(breaker=cb).breaker is cb
+
+
+@pytest.mark.asyncio
+async def test_a_group_keeps_the_breaker_of_a_request_in_flight() -> None:
+    """Past max_keys, the breaker of a request still in flight is not evicted."""
+    release = asyncio.Event()
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/slow":
+            await release.wait()
+        return httpx.Response(200)
+
+    group = CircuitBreakerGroup("g", max_keys=1)
+    transport = AsyncCircuitBreakerTransport(
+        httpx.MockTransport(answer), breaker=group, key=lambda request: request.url.path
+    )
+    async with httpx.AsyncClient(transport=transport) as client:
+        slow = asyncio.create_task(client.get("http://h/slow"))
+        while "/slow" not in group:
+            await asyncio.sleep(0)
+        for path in ("/a", "/b", "/c"):
+            await client.get("http://h" + path)
+        assert "/slow" in group  # in flight: kept, whatever the other keys
+        release.set()
+        assert (await slow).status_code == 200
+        for path in ("/d", "/e", "/f"):
+            await client.get("http://h" + path)
+    assert "/slow" not in group  # idle once finished: evicted like the others
+    assert len(group) == 1
