@@ -23,7 +23,6 @@ version = ".".join(release.split(".")[:2])
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
-    "sphinx.ext.viewcode",
     "statediagram",
     "apirefs",
 ]
@@ -44,15 +43,27 @@ nitpick_ignore_regex = [
     # the standard library and third-party packages (no intersphinx: the build is offline)
     (
         r"py:.*",
-        r"(asyncio|collections|contextlib|datetime|enum|logging|types|typing|typing_extensions"
-        r"|concurrent|threading|weakref|functools|opentelemetry|prometheus_client)(\..*)?",
+        (
+            r"(asyncio|collections|contextlib|datetime|enum|logging|types|typing|typing_extensions"
+            r"|concurrent|threading|weakref|functools|opentelemetry|prometheus_client)(\..*)?"
+        ),
     ),
-    (r"py:.*", r"(Any|Callable|Awaitable|Coroutine|Iterable|Iterator|Generator|AsyncIterator"
-     r"|AsyncGenerator|Mapping|Sequence|ParamSpec|TypeVar|Protocol|Concatenate|NoReturn|Self"
-     r"|Literal|Union|Optional)"),
-    (r"py:.*", r"(BaseException|Exception|ExceptionGroup|BaseExceptionGroup|TypeError"
-     r"|ValueError|RuntimeError|KeyError|object|type|int|float|str|bytes|bool|None|tuple|list"
-     r"|dict|set|frozenset|TracebackType)"),
+    (
+        r"py:.*",
+        (
+            r"(Any|Callable|Awaitable|Coroutine|Iterable|Iterator|Generator|AsyncIterator"
+            r"|AsyncGenerator|Mapping|Sequence|ParamSpec|TypeVar|Protocol|Concatenate|NoReturn"
+            r"|Self|Literal|Union|Optional)"
+        ),
+    ),
+    (
+        r"py:.*",
+        (
+            r"(BaseException|Exception|ExceptionGroup|BaseExceptionGroup|TypeError"
+            r"|ValueError|RuntimeError|KeyError|object|type|int|float|str|bytes|bool|None|tuple"
+            r"|list|dict|set|frozenset|TracebackType)"
+        ),
+    ),
     # names that the exporters' signatures take from their libraries
     (r"py:.*", r"(Metric|Meter|MeterProvider|Asynchronous|CollectorRegistry|Callable\[\[\])"),
     # type variables of the public signatures, and private helper types (the reference shows

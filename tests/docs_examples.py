@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 from pathlib import Path
 from types import FunctionType
@@ -32,7 +33,8 @@ def evaluate_alone(example: Example) -> None:
             result = value()
             if inspect.iscoroutine(result):
                 asyncio.run(result)
-    namespace.clear()  # drop the example's breakers: the monitor holds them weakly
+    namespace.clear()  # drop the example's breakers (the monitor holds them weakly)...
+    gc.collect()  # ...now, even those in reference cycles: later examples see the monitor
 
 
 def _defined_here(value: object, path: str) -> bool:
@@ -47,10 +49,9 @@ def _defined_here(value: object, path: str) -> bool:
 ROOT = Path(__file__).resolve().parent.parent
 
 
+PARSERS = (CodeBlockParser(language="python", evaluator=evaluate_alone), SkipParser())
+
+
 def make_sybil(patterns: list[str]) -> Sybil:
-    """Return the Sybil collecting the examples of the files under the root matching ``patterns``."""
-    return Sybil(
-        parsers=[CodeBlockParser(language="python", evaluator=evaluate_alone), SkipParser()],
-        patterns=patterns,
-        path=str(ROOT),
-    )
+    """Return the Sybil collecting the examples of the root's files matching ``patterns``."""
+    return Sybil(parsers=list(PARSERS), patterns=patterns, path=str(ROOT))
