@@ -120,8 +120,8 @@ PROMQL_WORDS = {
 }  # fmt: skip
 
 
-def _exported() -> dict[str, set[str]]:
-    """Scrape the real exporter over breakers in every state; return sample name -> labels."""
+def _scrape() -> list[tuple[str, dict[str, str]]]:
+    """Scrape the real exporter over an open breaker and one with a policy: (name, labels)."""
     registry = CollectorRegistry()
     register(registry)
     breakers = [
@@ -130,11 +130,29 @@ def _exported() -> dict[str, set[str]]:
     ]
     breakers[1].call(lambda: None)  # a window that holds calls: the rate gauges have samples
     breakers[0].open()
+    text = generate_latest(registry).decode()
+    return [
+        (sample.name, sample.labels)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
+
+
+def _exported() -> dict[str, set[str]]:
+    """Return the name of every sample the exporter produces, with its label names."""
     samples: dict[str, set[str]] = {}
-    for family in text_string_to_metric_families(generate_latest(registry).decode()):
-        for sample in family.samples:
-            samples.setdefault(sample.name, set()).update(sample.labels)
+    for name, labels in _scrape():
+        samples.setdefault(name, set()).update(labels)
     return samples
+
+
+def _label_values() -> dict[str, set[str]]:
+    """Return every label name the exporter uses, with the values seen."""
+    values: dict[str, set[str]] = {}
+    for _, labels in _scrape():
+        for label, value in labels.items():
+            values.setdefault(label, set()).add(value)
+    return values
 
 
 def _queries(dashboard: dict[str, object]) -> list[str]:
@@ -173,6 +191,31 @@ def _parse(query: str) -> tuple[set[str], set[str]]:
         if not call and word.lower() not in PROMQL_WORDS
     }
     return names, labels
+
+
+def _matched_values(query: str) -> list[tuple[str, str]]:
+    """Return the (label, value) pairs a query's matchers ask for, but not Grafana variables."""
+    pairs = []
+    for label, operator, value in re.findall(r"(\w+)\s*(=~|=)\s*\"([^\"]*)\"", query):
+        if "$" in value:
+            continue
+        alternatives = value.split("|") if operator == "=~" else [value]
+        pairs.extend((label, alternative) for alternative in alternatives)
+    return pairs
+
+
+def test_the_dashboard_asks_for_label_values_the_exporter_uses() -> None:
+    """A matcher such as ``state="forced_open"`` names a value that the exporter writes."""
+    values = _label_values()
+    assert {"closed", "open", "half_open", "forced_open", "disabled"} <= values["state"]
+    pairs = [
+        pair
+        for query in _queries(json.loads(DASHBOARD.read_text()))
+        for pair in _matched_values(query)
+    ]
+    assert ("state", "forced_open") in pairs
+    unknown = [(label, value) for label, value in pairs if value not in values.get(label, set())]
+    assert not unknown
 
 
 def test_the_parser_finds_metrics_and_labels() -> None:
