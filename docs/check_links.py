@@ -43,25 +43,32 @@ def _parse(path: Path) -> _Page:
     return page
 
 
+def _problem(path: Path, link: str, pages: dict[Path, _Page]) -> str | None:
+    """Return what is wrong with ``link`` on the page at ``path``, or None if it resolves."""
+    parts = urlsplit(link)
+    if parts.scheme or link.startswith("//"):
+        return None  # not internal: not followed
+    target = (path.parent / unquote(parts.path)).resolve() if parts.path else path
+    if target.is_dir():
+        target /= "index.html"
+    if not target.exists():
+        return "no such file"
+    if parts.fragment and target.suffix == ".html":
+        anchors = pages[target].anchors if target in pages else _parse(target).anchors
+        if unquote(parts.fragment) not in anchors:
+            return "no such anchor"
+    return None
+
+
 def check(root: Path) -> list[str]:
     """Return a description of every broken internal link under ``root``."""
     pages = {path.resolve(): _parse(path) for path in root.rglob("*.html")}
     errors = []
     for path, page in pages.items():
         for link in page.links:
-            parts = urlsplit(link)
-            if parts.scheme or link.startswith("//"):
-                continue
-            target = (path.parent / unquote(parts.path)).resolve() if parts.path else path
-            if target.is_dir():
-                target /= "index.html"
-            where = f"{path.relative_to(root.resolve())}: {link}"
-            if not target.exists():
-                errors.append(f"{where}: no such file")
-            elif parts.fragment and target.suffix == ".html":
-                anchors = pages[target].anchors if target in pages else _parse(target).anchors
-                if unquote(parts.fragment) not in anchors:
-                    errors.append(f"{where}: no such anchor")
+            problem = _problem(path, link, pages)
+            if problem:
+                errors.append(f"{path.relative_to(root.resolve())}: {link}: {problem}")
     return errors
 
 
