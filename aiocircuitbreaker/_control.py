@@ -197,6 +197,7 @@ class Control(Admission):
             )
         else:
             rates = last_rates
+        group, key = self._membership or (None, None)
         return Statistics(
             name=self._name,
             state=as_of.state,
@@ -211,6 +212,8 @@ class Control(Admission):
             open_remaining=_remaining(as_of, now),
             last_failure=last_failure,
             transitions=transitions,
+            group=group,
+            key=key,
         )
 
     # -- for the testing helpers --------------------------------------------------------------

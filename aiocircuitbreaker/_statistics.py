@@ -77,6 +77,8 @@ class Statistics:
             once due, infinite while forced open.
         last_failure: The exception of the last counted failure, or ``None``.
         transitions: ``((old_state, new_state), count)`` for every state change seen.
+        group: The name of the :class:`CircuitBreakerGroup` the breaker belongs to, if any.
+        key: The breaker's key in its group (``str(key)``), or ``None``.
     """
 
     name: str | None
@@ -92,6 +94,8 @@ class Statistics:
     open_remaining: float
     last_failure: BaseException | None
     transitions: tuple[tuple[tuple[State, State], int], ...]
+    group: str | None = None
+    key: str | None = None
 
 
 _ZERO = CallCounts()
