@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sybil import Document
 
-from aiocircuitbreaker import CircuitBreaker, CountWindow, RatePolicy, State
+from aiocircuitbreaker import CircuitBreaker, CircuitBreakerGroup, CountWindow, RatePolicy, State
 from aiocircuitbreaker.prometheus import register
 
 from .docs_examples import PARSERS, ROOT
@@ -130,6 +130,8 @@ def _scrape() -> list[tuple[str, dict[str, str]]]:
     ]
     breakers[1].call(lambda: None)  # a window that holds calls: the rate gauges have samples
     breakers[0].open()
+    group = CircuitBreakerGroup("docs.group")
+    group.breaker("tenant-1").open()  # a group's breaker: exported with its key
     text = generate_latest(registry).decode()
     return [
         (sample.name, sample.labels)
@@ -179,7 +181,7 @@ def _parse(query: str) -> tuple[set[str], set[str]]:
     labels = set(re.findall(r"(\w+)\s*(?:=~|!~|!=|=)\s*\"", query))
     for grouping in re.findall(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)", query):
         labels |= {label.strip() for label in grouping.split(",") if label.strip()}
-    label_values = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", query)
+    label_values = re.fullmatch(r"label_values\((\w+)(?:\{[^}]*\})?,\s*(\w+)\)", query)
     if label_values:
         return {label_values[1]}, labels | {label_values[2]}
     bare = re.sub(
@@ -226,6 +228,7 @@ def test_the_parser_finds_metrics_and_labels() -> None:
     )
     assert names == {"a_total", "b"}
     assert labels == {"name", "outcome", "state"}
+    assert _parse('label_values(m{name=~"$name"}, key)') == ({"m"}, {"name", "key"})
 
 
 def test_the_grafana_dashboard_queries_metrics_the_exporter_produces() -> None:
