@@ -259,9 +259,10 @@ class Link:
         try:
             if not self.up:
                 self.client.ping()
-                for member in members:
-                    member.resync()
                 self.recovered()
+            # (every time: a call that lost the race with the last resync may have gone local)
+            for member in members:
+                member.resync()
             self._sync(members)
         except Exception as error:  # noqa: BLE001 - any failure of the link is an outage
             self.failed(error)

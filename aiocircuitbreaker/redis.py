@@ -23,6 +23,7 @@ What crosses the network, and when:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -237,7 +238,8 @@ class RedisStorage:
         self._seen = 0  # the generation last handed out
         self._held: dict[str, int] = {}  # this process's probe leases: token -> generation
         self._watchers: list[Callable[[], bool]] = []
-        self._run("init")
+        with contextlib.suppress(_Down):  # Redis down: the fallback starts from the initial value
+            self._run("init")
         link = fleet._link  # noqa: SLF001 - the fleet's own parts, one module
         link.members.add(self)
         link.start()
@@ -302,19 +304,26 @@ class RedisStorage:
 
     def renew(self, generation: int, tokens: list[str]) -> None:
         """Extend this process's leases of ``generation`` (up to their maximum)."""
-        self._fleet._call(self._keys, "renew", self._wargs, generation, "", self._hold(), *tokens)  # noqa: SLF001
+        self._call("renew", generation, "", self._hold(), *tokens)
 
     def resync(self) -> None:
-        """Write back what changed locally while Redis was down (if nobody moved on)."""
+        """Write back what changed locally while Redis was down (if nobody moved on).
+
+        If another process moved on meanwhile, the fleet's state wins; it is stored again as
+        a new generation, so that no process keeps a local value of the same generation.
+        """
         with self._lock:
             local = self._local
             if local is None:
                 return
             reading = local.read()
-            value = reading.value
-            if value.generation != self._seed:
-                value = replace(value, open_for=value.open_for - reading.age)
-                self._fleet._call(self._keys, "replace", self._wargs, self._seed, *_fields(value))  # noqa: SLF001
+            if reading.value.generation != self._seed:
+                mine = _carried(reading)
+                if self._call("replace", self._seed, *_fields(mine)) != 1:
+                    fleet = _reading(self._call("read"))
+                    value = _carried(fleet)
+                    newer = replace(value, generation=fleet.value.generation + 1)
+                    self._call("replace", fleet.value.generation, *_fields(newer))
             self._local = None
         self._notify()
 
@@ -429,6 +438,10 @@ class RedisStorage:
         lease = self._fleet.lease
         return "inf" if lease is None else _text(lease)
 
+    def _call(self, op: str, *args: str | int) -> Any:
+        """Run ``op`` on Redis (raises redis-py's errors)."""
+        return self._fleet._call(self._keys, op, self._wargs, *args)  # noqa: SLF001
+
     def _run(self, op: str, *args: str | int) -> Any:
         """Run ``op`` on Redis; raise ``_Down`` if it cannot (now, or since an earlier error)."""
         fleet = self._fleet
@@ -436,7 +449,7 @@ class RedisStorage:
         if self._local is not None or not link.up:
             raise _Down
         try:
-            return fleet._call(self._keys, op, self._wargs, *args)  # noqa: SLF001
+            return self._call(op, *args)
         except Exception as error:  # noqa: BLE001 - any failure of Redis: carry on locally
             link.failed(error)
             raise _Down from None
@@ -475,6 +488,15 @@ def _fields(value: Value) -> tuple[str, ...]:
         str(value.openings),
         _text(value.open_for),
     )
+
+
+def _carried(reading: Reading) -> Value:
+    """Return the value of ``reading`` as it would be stored now (with its streak, if any)."""
+    value = reading.value
+    value = replace(value, open_for=value.open_for - reading.age)
+    if reading.counts is not None:
+        value = replace(value, failures=reading.counts[3])
+    return value
 
 
 def _reading(answer: list[str]) -> Reading:
