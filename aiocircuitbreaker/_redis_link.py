@@ -235,10 +235,8 @@ class Link:
 
     def recovered(self) -> None:
         """Take note that Redis answers again."""
-        with self._lock:
+        with self._lock:  # (only the sync calls it, on a link that was down)
             health = self.health
-            if health.healthy:
-                return
             self.health = Health(
                 healthy=True, since=time.time(), errors=health.errors, outages=health.outages
             )
@@ -281,7 +279,7 @@ class Link:
             pipe = self.client.pipeline(transaction=False)
             for member in members:
                 for key in member.keys:
-                    pipe.expire(key, round(self.ttl))
+                    pipe.pexpire(key, round(self.ttl * 1000))
             pipe.execute()
         for member, generation in zip(members, generations, strict=True):
             member.sync(generation)

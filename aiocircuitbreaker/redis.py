@@ -310,7 +310,8 @@ class RedisStorage:
         """Write back what changed locally while Redis was down (if nobody moved on).
 
         If another process moved on meanwhile, the fleet's state wins; it is stored again as
-        a new generation, so that no process keeps a local value of the same generation.
+        a new generation, so that no process keeps a local value of the same generation. If
+        Redis lost the state (a restart), what this process knows is stored.
         """
         with self._lock:
             local = self._local
@@ -321,9 +322,12 @@ class RedisStorage:
                 mine = _carried(reading)
                 if self._call("replace", self._seed, *_fields(mine)) != 1:
                     fleet = _reading(self._call("read"))
-                    value = _carried(fleet)
-                    newer = replace(value, generation=fleet.value.generation + 1)
-                    self._call("replace", fleet.value.generation, *_fields(newer))
+                    behind = fleet.value.generation
+                    if behind < self._seed:  # Redis lost the state (restarted): ours is it
+                        newer = mine
+                    else:
+                        newer = replace(_carried(fleet), generation=behind + 1)
+                    self._call("replace", behind, *_fields(newer))
             self._local = None
         self._notify()
 

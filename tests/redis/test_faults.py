@@ -189,3 +189,18 @@ def test_a_failing_sync_and_a_broken_storage_key_never_raise(
         client.close()
     fleet.sync()
     assert fleet.health.healthy
+
+
+def test_a_change_made_locally_while_redis_was_down_is_written_back(
+    fleets: Fleets, shared_server: RedisServer
+) -> None:
+    """Back from an outage, a change made locally that nobody contested becomes the fleet's."""
+    clock = FakeClock(1000.0)
+    name = unique()
+    cut = fleets(shared_server, clock=clock, sync_interval=None, timeout=TIMEOUT)
+    breaker = CircuitBreaker(storage=cut.storage(name), clock=clock)
+    cut._link.failed(ConnectionError("a network partition"))
+    breaker.force_open()
+    cut.sync()
+    other = fleets(shared_server, clock=clock, sync_interval=None)
+    assert CircuitBreaker(storage=other.storage(name), clock=clock).state is State.FORCED_OPEN

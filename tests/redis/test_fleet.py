@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from ..conftest import DependencyDown
 from .server import RedisServer, unique
 
 Fleets = Callable[..., RedisFleet]
+TIMEOUT_FAST = 0.05
 
 
 def evalsha_calls(server: RedisServer) -> int:
@@ -434,3 +436,48 @@ def test_outcomes_of_a_probe_while_redis_is_down_are_counted_locally(
     server.start()
     fleet.sync()
     assert storage.read().value.state is State.CLOSED  # written back to the new server
+
+
+def test_syncs_keep_the_keys_of_a_breaker_in_use_from_expiring(
+    shared_server: RedisServer, clock: FakeClock
+) -> None:
+    """A sync refreshes the TTL of every key of the fleet's breakers (once a quarter TTL)."""
+    with RedisFleet(shared_server.client(), clock=clock, sync_interval=None, ttl=60.0) as fleet:
+        storage = fleet.storage(unique())
+        CircuitBreaker(storage=storage, clock=clock).open()
+        client = shared_server.client()
+        try:
+            client.pexpire(storage.state_key, 5000)
+            fleet.sync()
+            assert client.pttl(storage.state_key) <= 5000  # not a quarter TTL since the last
+            fleet._link._touched = -math.inf
+            fleet.sync()
+            assert client.pttl(storage.state_key) > 50_000
+        finally:
+            client.close()
+    assert fleet._link._stop.is_set()
+
+
+def test_a_closed_breakers_failure_streak_carries_into_the_local_fallback(
+    fleets: Fleets, server: RedisServer, clock: FakeClock
+) -> None:
+    """Redis lost mid-streak: the local state machine goes on from the streak last seen, and
+    an outage with no change made locally writes nothing back."""
+    fleet = fleets(server, clock=clock, sync_interval=None, timeout=TIMEOUT_FAST, lease=None)
+    storage = fleet.storage(unique())
+    breaker = CircuitBreaker(3, 30, DependencyDown, clock=clock, storage=storage)
+    breaker.open()
+    breaker.close()  # closed, generation 2
+    fail(breaker, 2)
+    assert storage.renewals() == []
+    server.kill()
+    fail(breaker)
+    assert breaker.state is State.OPEN  # 2 in Redis, the third locally
+    server.start()
+    fleet.sync()
+    assert storage.read().value.state is State.OPEN
+    server.kill()
+    assert breaker.state is State.OPEN
+    server.start()
+    fleet.sync()  # nothing changed meanwhile: nothing to write back
+    assert fleet.health.healthy

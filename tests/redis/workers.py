@@ -1,0 +1,101 @@
+"""What each process of the multi-process tests runs (spawned: imported afresh in each)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+
+from aiocircuitbreaker import CircuitBreaker, CircuitBreakerError
+from aiocircuitbreaker.redis import RedisFleet
+
+SYNC = 0.05  # the workers' sync interval
+LEASE = 0.5  # the workers' probe lease
+OPEN = 0.3  # the workers' open period
+
+
+class DependencyDown(OSError):
+    """The failure the workers' dependency raises."""
+
+
+def _breaker(port: int, name: str) -> tuple[CircuitBreaker, RedisFleet, redis.Redis]:
+    client = redis.Redis(port=port)
+    fleet = RedisFleet(client, sync_interval=SYNC, lease=LEASE, timeout=0.5)
+    client.close()
+    breaker = CircuitBreaker(3, OPEN, DependencyDown, name=name, storage=fleet.storage(name))
+    return breaker, fleet, redis.Redis(port=port)
+
+
+def _ready(log: redis.Redis, name: str, count: int) -> None:
+    """Say this process is ready, and wait until ``count`` are."""
+    log.incr(f"{name}:ready")
+    while int(log.get(f"{name}:ready") or 0) < count:
+        time.sleep(0.002)
+
+
+def trip(port: int, name: str, count: int) -> None:
+    """Call a dependency that is down until rejected; log how many calls failed here."""
+    breaker, fleet, log = _breaker(port, name)
+    _ready(log, name, count)
+    failed = 0
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            with breaker:
+                raise DependencyDown
+        except DependencyDown:
+            failed += 1
+        except CircuitBreakerError:
+            break
+        time.sleep(0.002)
+    log.rpush(f"{name}:failed", failed)
+    fleet.close()
+    log.close()
+
+
+def watch(port: int, name: str, count: int) -> None:
+    """Succeed until rejected; log when (wall clock: the processes share one host)."""
+    breaker, fleet, log = _breaker(port, name)
+    guarded = breaker(lambda: None)
+    _ready(log, name, count)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            guarded()
+        except CircuitBreakerError:
+            log.rpush(f"{name}:rejected", repr(time.time()))
+            break
+        time.sleep(0.001)
+    fleet.close()
+    log.close()
+
+
+def probe(port: int, name: str, count: int, first: str) -> None:
+    """Call until the breaker is closed again; log each probe this process ran.
+
+    The first probe of the fleet does ``first``: ``"succeed"``, ``"cancel"`` (given back as
+    cancelled) or ``"die"`` (the process exits at once, holding the probe's lease).
+    """
+    breaker, fleet, log = _breaker(port, name)
+    _ready(log, name, count)
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:
+        try:
+            ticket = breaker.admit()
+        except CircuitBreakerError:
+            time.sleep(0.005)
+            continue
+        if ticket.probe is None:  # closed again: an ordinary call
+            breaker.finish(ticket)
+            break
+        log.rpush(f"{name}:probes", os.getpid())
+        if log.setnx(f"{name}:first", 1) and first != "succeed":
+            if first == "die":
+                os._exit(0)
+            breaker.finish(ticket, KeyboardInterrupt())  # neither success nor failure
+            continue
+        time.sleep(0.05)
+        breaker.finish(ticket)
+    fleet.close()
+    log.close()
