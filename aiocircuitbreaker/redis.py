@@ -24,16 +24,17 @@ What crosses the network, and when:
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from ._core import COUNTING, HALF_OPEN, Outcome, State, Value
+from . import _redis_codec as codec
+from ._core import COUNTING, Outcome, Value
 from ._memory import InMemoryStorage
 from ._redis_link import Health, HealthChanged, Link, sync_client
 from ._redis_lua import SCRIPT
@@ -46,21 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["Health", "HealthChanged", "RedisFleet", "RedisStorage"]
 
 _OUTCOMES = {Outcome.SUCCESS: "s", Outcome.FAILURE: "f", Outcome.NEUTRAL: "n"}
-
-
-def _text(number: float) -> str:
-    """Return ``number`` as the script reads it (exact: ``repr`` round-trips a float)."""
-    return repr(float(number))
-
-
-def _check_seconds(name: str, value: object, *, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-    if number is None or not (math.isfinite(number) and number > 0):
-        allowed = "a finite number of seconds > 0" + (" or None" if optional else "")
-        msg = f"{name} must be {allowed}, got {value!r}"
-        raise ValueError(msg)
 
 
 class RedisFleet:
@@ -105,20 +91,7 @@ class RedisFleet:
         listeners: Iterable[Callable[[HealthChanged], object]] = (),
         clock: Callable[[], float] | None = None,
     ) -> None:
-        if not isinstance(prefix, str) or not prefix or prefix.strip("_-.:" + _ALNUM):
-            msg = f"prefix must be a non-empty string of letters, digits and _-.:, got {prefix!r}"
-            raise ValueError(msg)
-        _check_seconds("sync_interval", sync_interval, optional=True)
-        _check_seconds("timeout", timeout)
-        _check_seconds("lease", lease, optional=True)
-        _check_seconds("ttl", ttl)
-        _check_seconds("quorum_window", quorum_window)
-        if sync_interval is not None and ttl < 4 * sync_interval:
-            msg = f"ttl must be at least 4 * sync_interval ({4 * sync_interval!r}), got {ttl!r}"
-            raise ValueError(msg)
-        if isinstance(quorum, bool) or not isinstance(quorum, int) or quorum < 1:
-            msg = f"quorum must be an int >= 1 (processes), got {quorum!r}"
-            raise ValueError(msg)
+        codec.check_options(prefix, sync_interval, timeout, lease, ttl, quorum, quorum_window)
         self.prefix = prefix
         self.quorum = quorum
         self.quorum_window = quorum_window
@@ -130,6 +103,7 @@ class RedisFleet:
         self._script: Script = client.register_script(SCRIPT)
         self._link = Link(client, sync_interval, ttl, listeners, self, _renew)
         self._ttl_ms = str(round(ttl * 1000))
+        weakref.finalize(self, self._link.close)  # a fleet dropped unclosed stops its thread
 
     @property
     def health(self) -> Health:
@@ -176,12 +150,9 @@ class RedisFleet:
 
     def _call(self, keys: tuple[str, ...], op: str, window: list[str], *args: str | int) -> Any:
         """Run one operation of the script (raises redis-py's errors)."""
-        head = [op, "" if self.clock is None else _text(self.clock()), self._ttl_ms, *window]
-        quorum = [str(self.quorum), _text(self.quorum_window)]
+        head = [op, "" if self.clock is None else codec.text(self.clock()), self._ttl_ms, *window]
+        quorum = [str(self.quorum), codec.text(self.quorum_window)]
         return self._script(keys=list(keys), args=[*head, *quorum, *args])
-
-
-_ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
 def _renew(member: Any, generation: int, tokens: list[str]) -> None:
@@ -226,7 +197,7 @@ class RedisStorage:
         if isinstance(window, CountWindow):
             self._wargs = ["c", str(window.size), "0"]
         elif isinstance(window, TimeWindow):
-            self._wargs = ["t", _text(window.bucket_length), str(window.buckets)]
+            self._wargs = ["t", codec.text(window.bucket_length), str(window.buckets)]
         else:
             self._wargs = ["", "0", "0"]
         tag = f"{fleet.prefix}:{{{quote(name, safe='')}}}"
@@ -319,15 +290,15 @@ class RedisStorage:
                 return
             reading = local.read()
             if reading.value.generation != self._seed:
-                mine = _carried(reading)
-                if self._call("replace", self._seed, *_fields(mine)) != 1:
-                    fleet = _reading(self._call("read"))
+                mine = codec.carried(reading)
+                if self._call("replace", self._seed, *codec.fields(mine)) != 1:
+                    fleet = codec.reading(self._call("read"))
                     behind = fleet.value.generation
                     if behind < self._seed:  # Redis lost the state (restarted): ours is it
                         newer = mine
                     else:
-                        newer = replace(_carried(fleet), generation=behind + 1)
-                    self._call("replace", behind, *_fields(newer))
+                        newer = replace(codec.carried(fleet), generation=behind + 1)
+                    self._call("replace", behind, *codec.fields(newer))
             self._local = None
         self._notify()
 
@@ -340,7 +311,7 @@ class RedisStorage:
         except _Down:
             reading = self._fallback().read()
         else:
-            reading = _reading(answer)
+            reading = codec.reading(answer)
         value = reading.value
         streak = reading.counts[3] if reading.counts is not None else 0
         self._known = (value, self._now() - reading.age, streak)
@@ -355,7 +326,7 @@ class RedisStorage:
         duration: float = 0.0,
     ) -> Tally | None:
         """Count one finished call of ``generation``; return the new counts, or ``None``."""
-        args = (int(failed), int(slow), _text(duration), self._fleet.owner)
+        args = (int(failed), int(slow), codec.text(duration), self._fleet.owner)
         try:
             answer = self._run("record", generation, *args)
         except _Down:
@@ -376,13 +347,13 @@ class RedisStorage:
         wanted = "" if successes is None else str(successes)
         try:
             answer = self._run(
-                "acquire", generation, token, probes, wanted, _text(lease), self._hold()
+                "acquire", generation, token, probes, wanted, codec.text(lease), self._hold()
             )
         except _Down:
             return self._fallback().acquire(generation, ticket, probes, successes, lease)
         if answer is None:
             return None
-        result = _probes(answer)
+        result = codec.probes(answer)
         if result.admitted:
             with self._lock:
                 self._held[token] = generation
@@ -403,7 +374,7 @@ class RedisStorage:
             answer = self._run("release", generation, token, _OUTCOMES[outcome], int(slow))
         except _Down:
             return self._fallback().release(generation, ticket, outcome, slow)
-        return None if answer is None else _probes(answer)
+        return None if answer is None else codec.probes(answer)
 
     def replace(self, generation: int, value: Value) -> bool:
         """Store ``value`` if ``generation`` is still current; return whether it was.
@@ -412,7 +383,7 @@ class RedisStorage:
             ValueError: ``value`` is not of a later generation than ``generation``.
         """
         try:
-            answer = self._run("replace", generation, *_fields(value))
+            answer = self._run("replace", generation, *codec.fields(value))
         except _Down:
             stored = self._fallback().replace(generation, value)
         else:
@@ -440,7 +411,7 @@ class RedisStorage:
 
     def _hold(self) -> str:
         lease = self._fleet.lease
-        return "inf" if lease is None else _text(lease)
+        return "inf" if lease is None else codec.text(lease)
 
     def _call(self, op: str, *args: str | int) -> Any:
         """Run ``op`` on Redis (raises redis-py's errors)."""
@@ -482,48 +453,3 @@ class RedisStorage:
 
 class _Down(Exception):  # noqa: N818 - a signal inside this module, never raised out of it
     """Redis cannot be used now: the storage answers from its local state machine."""
-
-
-def _fields(value: Value) -> tuple[str, ...]:
-    return (
-        str(value.generation),
-        value.state.value,
-        str(value.failures),
-        str(value.openings),
-        _text(value.open_for),
-    )
-
-
-def _carried(reading: Reading) -> Value:
-    """Return the value of ``reading`` as it would be stored now (with its streak, if any)."""
-    value = reading.value
-    value = replace(value, open_for=value.open_for - reading.age)
-    if reading.counts is not None:
-        value = replace(value, failures=reading.counts[3])
-    return value
-
-
-def _reading(answer: list[str]) -> Reading:
-    generation, state, failures, openings, open_for, age = answer[:6]
-    value = Value(State(state), int(generation), int(failures), int(openings), float(open_for))
-    rest = answer[6:]
-    if value.state in COUNTING:
-        calls, fails, slow, streak = (int(float(x)) for x in rest[:4])
-        return Reading(value, float(age), (calls, fails, slow, streak))
-    if value.state is HALF_OPEN:
-        probes = _probes(rest[:6])
-        return Reading(value, float(age), probes=probes, leases=tuple(map(float, rest[6:])))
-    return Reading(value, float(age))
-
-
-def _probes(answer: list[str]) -> Probes:
-    admitted, running, successes, failures, slow, run = answer[:6]
-    return Probes(
-        running=int(running),
-        successes=int(successes),
-        failures=int(failures),
-        slow=int(slow),
-        admitted=admitted == "1",
-        expired=tuple(float(x) for x in answer[6:]),
-        run=int(run),
-    )

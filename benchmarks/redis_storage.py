@@ -37,15 +37,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import redis  # noqa: E402
+import redis
 
-from aiocircuitbreaker import CircuitBreaker, CircuitBreakerError  # noqa: E402
-from aiocircuitbreaker.redis import RedisFleet  # noqa: E402
+from aiocircuitbreaker import CircuitBreaker, CircuitBreakerError
+from aiocircuitbreaker.redis import RedisFleet
 
 HUGE = 10**9
 
 
-class Down(Exception):
+class DownError(Exception):
     pass
 
 
@@ -116,7 +116,7 @@ def async_loop(fn: Callable[[], Any], n: int, *, catch: type[BaseException] | No
 
 
 def breakers(fleet: RedisFleet, name: str, **options: Any) -> dict[str, CircuitBreaker]:
-    options.setdefault("expected_exception", Down)
+    options.setdefault("expected_exception", DownError)
     return {
         "memory": CircuitBreaker(name=f"m-{name}", **options),
         "redis": CircuitBreaker(name=name, storage=fleet.storage(name), **options),
@@ -133,15 +133,15 @@ def paths(fleet: RedisFleet, n: int, rounds: int) -> list[tuple[str, float, str]
         return 1
 
     def fail() -> int:
-        raise Down
+        raise DownError
 
     async def afail() -> int:
-        raise Down
+        raise DownError
 
     for kind, loop, target in (("sync", sync_loop, ok), ("async", async_loop, aok)):
         made = breakers(fleet, f"success-{kind}", failure_threshold=HUGE)
         fns = {name: b(target) for name, b in made.items()}
-        runs = {name: (lambda f=f: loop(f, n, catch=None)) for name, f in fns.items()}
+        runs = {name: (lambda f=f, loop=loop: loop(f, n, catch=None)) for name, f in fns.items()}
         times = interleaved(runs, rounds)
         rows.append((f"success ({kind})", ratio(times, "memory", "redis"), "<= 1.10x"))
     for kind, loop, target in (("sync", sync_loop, ok), ("async", async_loop, aok)):
@@ -151,7 +151,8 @@ def paths(fleet: RedisFleet, n: int, rounds: int) -> list[tuple[str, float, str]
             b.open()
             fns[name] = b(target)
         runs = {
-            name: (lambda f=f: loop(f, n, catch=CircuitBreakerError)) for name, f in fns.items()
+            name: (lambda f=f, loop=loop: loop(f, n, catch=CircuitBreakerError))
+            for name, f in fns.items()
         }
         times = interleaved(runs, rounds)
         rows.append((f"rejection ({kind})", ratio(times, "memory", "redis"), "<= 1.10x"))
@@ -159,7 +160,10 @@ def paths(fleet: RedisFleet, n: int, rounds: int) -> list[tuple[str, float, str]
         made = breakers(fleet, f"failure-{kind}", failure_threshold=HUGE)
         fns = {name: b(target) for name, b in made.items()}
         few = max(50, n // 50)
-        runs = {name: (lambda f=f: loop(f, few, catch=Down)) for name, f in fns.items()}
+        runs = {
+            name: (lambda f=f, loop=loop, few=few: loop(f, few, catch=DownError))
+            for name, f in fns.items()
+        }
         times = interleaved(runs, rounds)
         cost = statistics.median(times["redis"]) / 1000
         rows.append((f"failure ({kind})", ratio(times, "memory", "redis"), f"{cost:.0f} us/call"))
@@ -226,7 +230,8 @@ def main() -> None:
             rows = paths(fleet, n, rounds)
         finally:
             fleet.close()
-        print(f"Redis storage vs in-memory, median of {rounds} interleaved rounds ({sys.version.split()[0]})")
+        version = sys.version.split()[0]
+        print(f"Redis storage vs in-memory, median of {rounds} interleaved rounds ({version})")
         for name, value, note in rows:
             print(f"  {name:<18} {value:6.2f}x   {note}")
         for line in fleet_of_1000(port):

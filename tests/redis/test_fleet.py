@@ -333,6 +333,7 @@ def test_an_async_client_is_accepted_and_never_used_on_the_event_loop(
         ({"timeout": True}, "timeout must be"),
         ({"lease": float("inf")}, "lease must be"),
         ({"ttl": 1.0}, r"ttl must be at least 4 \* sync_interval \(2.0\), got 1.0"),
+        ({"lease": 0.5}, r"lease must be at least 2 \* sync_interval \(1.0: .*got 0.5"),
         ({"quorum": 0}, r"quorum must be an int >= 1 \(processes\), got 0"),
         ({"quorum_window": -1}, "quorum_window must be"),
     ],
