@@ -30,10 +30,14 @@ def shared_server() -> RedisServer:
 
 @pytest.fixture
 def fleets() -> Iterator[Callable[..., RedisFleet]]:
-    """Return a maker of fleets (``make(server, **options)``), each closed after the test."""
+    """Return a maker of fleets (``make(server, **options)``), each closed after the test.
+
+    Their timeout is 2 s unless given: only the fault tests mean to see one run out.
+    """
     made: list[RedisFleet] = []
 
     def make(on: RedisServer, **options: Any) -> RedisFleet:
+        options.setdefault("timeout", 2.0)  # (a loaded machine is not an outage)
         fleet = on.fleet(**options)
         made.append(fleet)
         return fleet

@@ -147,7 +147,8 @@ class RedisHarness:
 def harness() -> Iterator[RedisHarness]:
     """Make the Redis kind's harness for the storage contract suite (no sync thread)."""
     clock = FakeClock(1000.0)
-    fleet = shared().fleet(clock=clock, sync_interval=None, lease=None)
+    # A generous timeout: this suite checks the protocol, not what a slow server does to it.
+    fleet = shared().fleet(clock=clock, sync_interval=None, lease=None, timeout=5.0)
     try:
         yield RedisHarness(fleet, clock)
     finally:

@@ -52,6 +52,7 @@ def breakers(
     options.setdefault("expected_exception", DependencyDown)
     made = []
     for _ in range(count):
+        fleet_options.setdefault("timeout", 2.0)  # (a loaded machine is not an outage)
         fleet = fleets(server, clock=clock, sync_interval=None, **fleet_options)
         storage = fleet.storage(name, window=window)
         made.append(CircuitBreaker(name=name, clock=clock, storage=storage, **options))

@@ -37,7 +37,9 @@ def test_a_redis_breaker_behaves_as_the_in_memory_one(shared_server: RedisServer
         def __init__(self) -> None:
             super().__init__()
             self.clock = FakeClock(1000.0)
-            self.fleet = shared_server.fleet(clock=self.clock, sync_interval=None, lease=None)
+            self.fleet = shared_server.fleet(
+                clock=self.clock, sync_interval=None, lease=None, timeout=2.0
+            )
             options = {
                 "failure_threshold": 3,
                 "recovery_timeout": 10,

@@ -21,7 +21,7 @@ class DependencyDown(OSError):
 
 def _breaker(port: int, name: str) -> tuple[CircuitBreaker, RedisFleet, redis.Redis]:
     client = redis.Redis(port=port)
-    fleet = RedisFleet(client, sync_interval=SYNC, lease=LEASE, timeout=0.5)
+    fleet = RedisFleet(client, sync_interval=SYNC, lease=LEASE, timeout=2.0)
     client.close()
     breaker = CircuitBreaker(3, OPEN, DependencyDown, name=name, storage=fleet.storage(name))
     return breaker, fleet, redis.Redis(port=port)
