@@ -242,7 +242,7 @@ class RedisStorage:
             self._watchers.append(changed)
 
     def statistics(self) -> Health:
-        """Return the health of the link to Redis."""
+        """Return the health of the link to Redis (the breaker's ``statistics().storage``)."""
         return self._fleet.health
 
     def sync(self, generation: str | None) -> None:

@@ -412,6 +412,8 @@ def test_health_events_and_logs_say_when_redis_goes_and_returns(
     assert [event.health.healthy for event in events] == [False]
     assert events[0].fleet is fleet
     assert storage.statistics().outages == 1
+    assert breaker.statistics().storage == fleet.health  # in the breaker's statistics too
+    assert CircuitBreaker().statistics().storage is None  # (the in-memory storage: nothing)
     assert storage.statistics().errors >= 3
     assert breaker.failure_count == 2  # counted locally meanwhile
     server.start()
