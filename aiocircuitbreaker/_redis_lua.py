@@ -16,9 +16,10 @@ share a Redis Cluster hash tag (see ``redis.py``):
 Common arguments: ``ARGV[2]`` now (empty: the server's ``TIME``), ``ARGV[3]`` the keys' TTL in
 milliseconds, ``ARGV[4..6]`` the window (kind ``''``, ``'c'`` or ``'t'``; size or bucket
 length; buckets), ``ARGV[7..8]`` the quorum (processes, seconds); the operation's own from
-``ARGV[9]``. Numbers go back as strings (``%.17g``): a Lua number in a reply would be cut to an
-integer. A time earlier than the latest one seen is taken as that one (the server's clock may
-step back: no age, lease or window goes backwards).
+``ARGV[9]``. ``successes`` adds successes counted in the client (a count window's, once they
+can no longer trip it) in one step. Numbers go back as strings (``%.17g``): a Lua number in a
+reply would be cut to an integer. A time earlier than the latest one seen is taken as that one
+(the server's clock may step back: no age, lease or window goes backwards).
 """
 
 from __future__ import annotations
@@ -86,9 +87,9 @@ local function tw_move(epoch)
         local f = tonumber(redis.call('HGET', W, 'f' .. slot) or '0')
         local s = tonumber(redis.call('HGET', W, 's' .. slot) or '0')
         redis.call('HDEL', W, 'c' .. slot, 'f' .. slot, 's' .. slot)
-        redis.call('HINCRBY', S, 'wc', -c)
-        redis.call('HINCRBY', S, 'wf', -f)
-        redis.call('HINCRBY', S, 'ws', -s)
+        redis.call('HINCRBY', S, 'wc', 0 - c)  -- (not -c: Redis refuses '-0')
+        redis.call('HINCRBY', S, 'wf', 0 - f)
+        redis.call('HINCRBY', S, 'ws', 0 - s)
       end
     end
   end
@@ -190,7 +191,7 @@ local function expire()
     ago[#ago + 1] = now - e[1]
   end
   if #out > 0 then
-    redis.call('HINCRBY', S, 'pr', -#out)
+    redis.call('HINCRBY', S, 'pr', 0 - #out)
     redis.call('HINCRBY', S, 'pf', #out)
     redis.call('HINCRBY', S, 'pn', #out)
   end
@@ -251,6 +252,15 @@ if op == 'record' then
   elseif wkind == 'c' then cw_record(failed, slow) end
   touch()
   return counts()
+end
+
+if op == 'successes' then
+  if g ~= gen or not counting(st) then return false end
+  local n = math.min(tonumber(ARGV[10]), wa)
+  for _ = 1, n do cw_record(false, false) end
+  redis.call('HSET', S, 'c', 0)
+  touch()
+  return 1
 end
 
 if g ~= gen or st ~= 'half_open' then return false end

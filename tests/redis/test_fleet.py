@@ -16,7 +16,14 @@ import pytest
 import redis
 import redis.asyncio
 
-from aiocircuitbreaker import CircuitBreaker, CircuitBreakerError, CountWindow, RatePolicy, State
+from aiocircuitbreaker import (
+    CircuitBreaker,
+    CircuitBreakerError,
+    CountWindow,
+    RatePolicy,
+    State,
+    TimeWindow,
+)
 from aiocircuitbreaker.redis import HealthChanged, RedisFleet, RedisStorage
 from aiocircuitbreaker.storage import Outcome, Value
 from aiocircuitbreaker.testing import FakeClock
@@ -485,3 +492,56 @@ def test_a_closed_breakers_failure_streak_carries_into_the_local_fallback(
     server.start()
     fleet.sync()  # nothing changed meanwhile: nothing to write back
     assert fleet.health.healthy
+
+
+def test_a_time_window_evicts_a_bucket_of_successes_only(
+    fleets: Fleets, shared_server: RedisServer, clock: FakeClock
+) -> None:
+    """A bucket with calls but no failures or slow calls leaves the window cleanly (the script
+    subtracts zeros; Redis refuses an increment of '-0')."""
+    fleet = fleets(shared_server, clock=clock, sync_interval=None)
+    storage = fleet.storage(unique(), window=TimeWindow(10.0, buckets=10))
+    assert storage.record(0, False) == (1, 0, 0, 0)
+    clock.advance(1.0)
+    assert storage.record(0, False) == (2, 0, 0, 0)
+    clock.advance(9.0)
+    assert storage.record(0, True) == (2, 1, 0, 1)  # the first bucket left, the second stays
+    assert fleet.health.healthy
+
+
+def test_successes_in_a_count_window_are_sent_in_batches(
+    fleets: Fleets, shared_server: RedisServer, clock: FakeClock
+) -> None:
+    """Once a shared count window holds its minimum_calls, successes run no script: they
+    reach Redis in one step at the next sync (or the storage's next operation)."""
+    policy = RatePolicy(CountWindow(10), failure_rate=0.5, minimum_calls=4)
+    first, second = breakers(fleets, shared_server, clock, 2, policy=policy, window=CountWindow(10))
+    guarded = first(lambda: "ok")
+    for _ in range(4):
+        guarded()
+    before = evalsha_calls(shared_server)
+    for _ in range(50):
+        assert guarded() == "ok"
+    assert evalsha_calls(shared_server) == before
+    sync_all([first])
+    assert second._live.storage.read().counts == (10, 0, 0, 0)  # type: ignore[union-attr]
+    fail(second, 4)
+    assert first.state is State.CLOSED  # 4 of the last 10 failed
+    fail(second)  # 5 of the last 10: the rate trips
+    assert second.state is State.OPEN
+    sync_all([first])
+    assert first.state is State.OPEN
+
+
+def test_successes_counted_while_redis_is_down_go_into_the_local_window(
+    fleets: Fleets, shared_server: RedisServer, clock: FakeClock
+) -> None:
+    """While the fleet is down, the success counter is the local state machine's."""
+    fleet = fleets(shared_server, clock=clock, sync_interval=None)
+    storage = fleet.storage(unique(), window=CountWindow(3))
+    fleet._link.failed(ConnectionError("a network partition"))
+    assert storage.record(0, True) == (1, 1, 0, 1)
+    counter = storage.success_counter(0)
+    assert counter is not None
+    next(counter)
+    assert storage.read().counts == (2, 1, 0, 0)
