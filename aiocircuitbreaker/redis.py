@@ -38,7 +38,7 @@ from . import _redis_codec as codec
 from ._core import COUNTING, Outcome, Value
 from ._counting import count_value
 from ._memory import InMemoryStorage
-from ._redis_link import Health, HealthChanged, Link, sync_client
+from ._redis_link import Health, HealthChanged, Link, logger, sync_client
 from ._redis_lua import SCRIPT
 from ._storage import Probes, Reading, Tally
 from ._windows import CountWindow, TimeWindow
@@ -265,7 +265,7 @@ class RedisStorage:
     def _notify(self) -> None:
         with self._lock:
             watchers = list(self._watchers)
-        alive = [watcher for watcher in watchers if watcher()]
+        alive = [watcher for watcher in watchers if _tell(watcher)]
         if len(alive) != len(watchers):
             with self._lock:
                 self._watchers = [w for w in self._watchers if w in alive]
@@ -281,8 +281,14 @@ class RedisStorage:
             return list(by.items())
 
     def renew(self, generation: int, tokens: list[str]) -> None:
-        """Extend this process's leases of ``generation`` (up to their maximum)."""
-        self._call("renew", generation, "", self._hold(), *tokens)
+        """Extend this process's leases of ``generation`` (up to their maximum).
+
+        Leases of a generation that is over are forgotten (their probes can no longer count).
+        """
+        if self._call("renew", generation, "", self._hold(), *tokens) is None:
+            with self._lock:
+                for token in tokens:
+                    self._held.pop(token, None)
 
     def resync(self) -> None:
         """Write back what changed locally while Redis was down (if nobody moved on).
@@ -491,6 +497,15 @@ class RedisStorage:
             self._seed = value.generation
             self._local = local
             return local
+
+
+def _tell(watcher: Callable[[], bool]) -> bool:
+    """Call a breaker's hook; return whether to keep it (a hook that raises is logged, kept)."""
+    try:
+        return watcher()
+    except Exception:  # noqa: BLE001 - logged; a hook never stops the sync of the others
+        logger.exception("a breaker failed to read its shared state again; it will at next sync")
+        return True
 
 
 class _Pending:

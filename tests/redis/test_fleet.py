@@ -545,3 +545,38 @@ def test_successes_counted_while_redis_is_down_go_into_the_local_window(
     assert counter is not None
     next(counter)
     assert storage.read().counts == (2, 1, 0, 0)
+
+
+def test_a_hook_that_raises_is_logged_and_the_sync_goes_on(
+    fleets: Fleets, shared_server: RedisServer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A breaker hook that raises is logged; Redis is not taken for down, and the hook stays."""
+    fleet = fleets(shared_server, clock=clock, sync_interval=None)
+    storage = fleet.storage(unique())
+
+    def broken() -> bool:
+        raise RuntimeError
+
+    storage.watch(broken)
+    storage._seen = -1  # as if another process had moved it on
+    with caplog.at_level(logging.ERROR, "aiocircuitbreaker.redis"):
+        fleet.sync()
+    assert "failed to read its shared state again" in caplog.text
+    assert fleet.health.healthy
+    assert storage._watchers == [broken]
+
+
+def test_leases_of_a_generation_that_is_over_are_no_longer_renewed(
+    fleets: Fleets, shared_server: RedisServer, clock: FakeClock
+) -> None:
+    """A probe never finished (its ticket dropped) stops being renewed once the breaker moved
+    on."""
+    (breaker,) = breakers(fleets, shared_server, clock, 1, lease=2.0)
+    storage = breaker._live.storage  # type: ignore[union-attr]
+    fail(breaker, 3)
+    clock.advance(30)
+    assert breaker.admit().probe is not None  # never finished
+    assert len(storage.renewals()) == 1
+    breaker.close()
+    sync_all([breaker])
+    assert storage.renewals() == []
