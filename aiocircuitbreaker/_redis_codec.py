@@ -1,17 +1,29 @@
-"""The Redis storage's helpers: checking the fleet's options, and values to and from the script.
+"""The Redis storage's helpers: its options checked, values to and from the script, and more.
 
 Numbers go to the script as ``repr`` of a float (exact), and come back as ``%.17g`` strings.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable
 from dataclasses import replace
 
 from ._core import COUNTING, HALF_OPEN, State, Value
+from ._redis_link import logger
 from ._storage import Probes, Reading
 
-__all__ = ["carried", "check_options", "fields", "probes", "reading", "text"]
+__all__ = [
+    "Pending",
+    "call_hook",
+    "carried",
+    "check_options",
+    "fields",
+    "probes",
+    "reading",
+    "text",
+]
 
 _ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
@@ -115,3 +127,23 @@ def probes(answer: list[str]) -> Probes:
         expired=tuple(float(x) for x in answer[6:]),
         run=int(run),
     )
+
+
+def call_hook(watcher: Callable[[], bool]) -> bool:
+    """Call a breaker's hook; return whether to keep it (a hook that raises is logged, kept)."""
+    try:
+        return watcher()
+    except Exception:  # noqa: BLE001 - logged; a hook never stops the sync of the others
+        logger.exception("a breaker failed to read its shared state again; it will at next sync")
+        return True
+
+
+class Pending:
+    """Successes of one generation counted in this process, and how many were sent."""
+
+    __slots__ = ("counter", "flushed", "generation")
+
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
+        self.counter = itertools.count()
+        self.flushed = 0

@@ -129,6 +129,10 @@ class Member(Protocol):
         """Return the leases to renew: (generation, owner tokens) of this process's probes."""
         ...
 
+    def renew(self, generation: int, tokens: list[str]) -> None:
+        """Extend the leases ``tokens`` of ``generation``."""
+        ...
+
     @property
     def state_key(self) -> str:
         """The key of the storage's state hash."""
@@ -160,14 +164,12 @@ class Link:
         ttl: float,
         listeners: Iterable[Callable[[HealthChanged], object]],
         owner: object,
-        renew: Callable[[Member, int, list[str]], None],
     ) -> None:
         self.client = client
         self.interval = interval
         self.ttl = ttl
         self.listeners = tuple(listeners)
         self.owner = weakref.ref(owner)
-        self.renew = renew
         self.members: weakref.WeakSet[Any] = weakref.WeakSet()
         self.health = Health(healthy=True, since=time.time())
         self._lock = threading.Lock()
@@ -272,7 +274,7 @@ class Link:
         generations = pipe.execute()
         for member in members:
             for generation, tokens in member.renewals():
-                self.renew(member, generation, tokens)
+                member.renew(generation, tokens)
         now = time.monotonic()
         if now - self._touched >= self.ttl / 4:
             self._touched = now

@@ -24,7 +24,6 @@ What crosses the network, and when:
 from __future__ import annotations
 
 import contextlib
-import itertools
 import threading
 import time
 import uuid
@@ -38,7 +37,7 @@ from . import _redis_codec as codec
 from ._core import COUNTING, Outcome, Value
 from ._counting import count_value
 from ._memory import InMemoryStorage
-from ._redis_link import Health, HealthChanged, Link, logger, sync_client
+from ._redis_link import Health, HealthChanged, Link, sync_client
 from ._redis_lua import SCRIPT
 from ._storage import Probes, Reading, Tally
 from ._windows import CountWindow, TimeWindow
@@ -103,7 +102,7 @@ class RedisFleet:
         self._local_clock = time.monotonic if clock is None else clock
         client = sync_client(client, timeout)
         self._script: Script = client.register_script(SCRIPT)
-        self._link = Link(client, sync_interval, ttl, listeners, self, _renew)
+        self._link = Link(client, sync_interval, ttl, listeners, self)
         self._ttl_ms = str(round(ttl * 1000))
         weakref.finalize(self, self._link.close)  # a fleet dropped unclosed stops its thread
 
@@ -157,10 +156,6 @@ class RedisFleet:
         return self._script(keys=list(keys), args=[*head, *quorum, *args])
 
 
-def _renew(member: Any, generation: int, tokens: list[str]) -> None:
-    member.renew(generation, tokens)
-
-
 class RedisStorage:
     """A breaker's state in Redis, shared by the processes of a fleet (see the module docs).
 
@@ -212,7 +207,7 @@ class RedisStorage:
         self._seen = 0  # the generation last handed out
         self._held: dict[str, int] = {}  # this process's probe leases: token -> generation
         self._watchers: list[Callable[[], bool]] = []
-        self._pending: _Pending | None = None  # successes counted here, not yet in Redis
+        self._pending: codec.Pending | None = None  # successes counted here, not yet in Redis
         with contextlib.suppress(_Down):  # Redis down: the fallback starts from the initial value
             self._run("init")
         link = fleet._link  # noqa: SLF001 - the fleet's own parts, one module
@@ -265,7 +260,7 @@ class RedisStorage:
     def _notify(self) -> None:
         with self._lock:
             watchers = list(self._watchers)
-        alive = [watcher for watcher in watchers if _tell(watcher)]
+        alive = [watcher for watcher in watchers if codec.call_hook(watcher)]
         if len(alive) != len(watchers):
             with self._lock:
                 self._watchers = [w for w in self._watchers if w in alive]
@@ -408,7 +403,7 @@ class RedisStorage:
                 value = self.read().value  # (once per generation)
                 if value.generation != generation or value.state not in COUNTING:
                     return None
-                pending = self._pending = _Pending(generation)
+                pending = self._pending = codec.Pending(generation)
             return pending.counter
 
     def replace(self, generation: int, value: Value) -> bool:
@@ -497,26 +492,6 @@ class RedisStorage:
             self._seed = value.generation
             self._local = local
             return local
-
-
-def _tell(watcher: Callable[[], bool]) -> bool:
-    """Call a breaker's hook; return whether to keep it (a hook that raises is logged, kept)."""
-    try:
-        return watcher()
-    except Exception:  # noqa: BLE001 - logged; a hook never stops the sync of the others
-        logger.exception("a breaker failed to read its shared state again; it will at next sync")
-        return True
-
-
-class _Pending:
-    """Successes of one generation counted in this process, and how many were sent."""
-
-    __slots__ = ("counter", "flushed", "generation")
-
-    def __init__(self, generation: int) -> None:
-        self.generation = generation
-        self.counter = itertools.count()
-        self.flushed = 0
 
 
 class _Down(Exception):  # noqa: N818 - a signal inside this module, never raised out of it
