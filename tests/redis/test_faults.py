@@ -6,6 +6,7 @@ These tests use real time: socket timeouts and the sync thread run on it. They s
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from aiocircuitbreaker.storage import Value
 from aiocircuitbreaker.testing import FakeClock
 
 from ..conftest import DependencyDown
+from . import workers
 from .server import RedisServer, unique
 
 Fleets = Callable[..., RedisFleet]
@@ -204,3 +206,54 @@ def test_a_change_made_locally_while_redis_was_down_is_written_back(
     cut.sync()
     other = fleets(shared_server, clock=clock, sync_interval=None)
     assert CircuitBreaker(storage=other.storage(name), clock=clock).state is State.FORCED_OPEN
+
+
+def test_four_processes_under_load_ride_out_a_stopped_then_killed_redis(
+    server: RedisServer,
+) -> None:
+    """Four processes calling one breaker while Redis is stopped (SIGSTOP), resumed, killed and
+    restarted: none sees a Redis error, no call waits past the timeout, and afterwards all of
+    them follow a change made through Redis."""
+    context = multiprocessing.get_context("spawn")
+    ready, results, stop = context.Queue(), context.Queue(), context.Event()
+    name = unique()
+    processes = [
+        context.Process(target=workers.load, args=(server.port, name, ready, stop, results))
+        for _ in range(4)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        for _ in processes:
+            ready.get(timeout=30)
+        time.sleep(0.2)
+        server.pause()
+        time.sleep(0.3)
+        server.resume()
+        time.sleep(0.2)
+        server.kill()
+        time.sleep(0.3)
+        server.start()
+        time.sleep(0.3)
+        client = server.client()
+        fleet = RedisFleet(client, sync_interval=None, timeout=2.0)
+        client.close()
+        try:
+            CircuitBreaker(storage=fleet.storage(name)).force_open()
+        finally:
+            fleet.close()
+        time.sleep(0.1)
+        stop.set()
+        reports = [results.get(timeout=30) for _ in processes]
+    finally:
+        stop.set()
+        for process in processes:
+            process.join(30)
+    for longest, unexpected, calls, state in reports:
+        assert unexpected == []
+        assert longest < TIMEOUT + SLACK
+        assert calls > 100
+        assert state == "forced_open"
+    assert all(process.exitcode == 0 for process in processes)
+    ready.close()
+    results.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import redis
 
@@ -99,3 +100,32 @@ def probe(port: int, name: str, count: int, first: str) -> None:
         breaker.finish(ticket)
     fleet.close()
     log.close()
+
+
+def load(port: int, name: str, ready: Any, stop: Any, results: Any) -> None:
+    """Call the breaker (a failure every third call) until ``stop`` is set; then report the
+    longest call, anything unexpected raised, the calls made and the state seen."""
+    client = redis.Redis(port=port)
+    fleet = RedisFleet(client, sync_interval=0.02, timeout=0.05)
+    client.close()
+    breaker = CircuitBreaker(10**6, 1, DependencyDown, name=name, storage=fleet.storage(name))
+    ready.put(os.getpid())
+    longest, calls, unexpected = 0.0, 0, []
+    while not stop.is_set():
+        calls += 1
+        started = time.monotonic()
+        try:
+            with breaker:
+                if calls % 3 == 0:
+                    raise DependencyDown
+        except (DependencyDown, CircuitBreakerError):
+            pass
+        except BaseException as error:  # anything else is a bug
+            unexpected.append(repr(error))
+        longest = max(longest, time.monotonic() - started)
+        time.sleep(0.001)
+    deadline = time.monotonic() + 2
+    while breaker._view.value.state != "forced_open" and time.monotonic() < deadline:
+        time.sleep(0.005)  # the test forced it open through Redis: wait for the sync
+    results.put((longest, unexpected, calls, str(breaker._view.value.state)))
+    fleet.close()
