@@ -43,11 +43,15 @@ _KEPT = (
 )
 
 
+# The kinds of connection a fleet can make again with a sync client of its own (redis's names).
+_CONNECTIONS = frozenset({"Connection", "SSLConnection", "UnixDomainSocketConnection"})
+
+
 def sync_client(client: Any, timeout: float) -> redis.Redis:
     """Return a synchronous client to the server of ``client`` (sync or ``redis.asyncio``).
 
     Raises:
-        TypeError: ``client`` is not a redis-py client.
+        TypeError: ``client`` is not a redis-py client of one server (TCP, TLS, unix socket).
     """
     import redis  # noqa: PLC0415 - the optional dependency, imported by this integration only
     from redis.backoff import NoBackoff  # noqa: PLC0415
@@ -60,15 +64,15 @@ def sync_client(client: Any, timeout: float) -> redis.Redis:
             f"client must be a redis-py client (redis.Redis or redis.asyncio.Redis), got {client!r}"
         )
         raise TypeError(msg)
-    kind = type(pool).__dict__.get("connection_class") or getattr(pool, "connection_class", None)
-    name = getattr(kind, "__name__", "")
-    connection_class: Any  # (redis-py types the parameter narrower than it accepts)
-    if "Unix" in name:
-        connection_class = redis.UnixDomainSocketConnection
-    elif "SSL" in name:
-        connection_class = redis.SSLConnection
-    else:
-        connection_class = redis.Connection
+    name = getattr(getattr(pool, "connection_class", None), "__name__", "")
+    if name not in _CONNECTIONS:
+        msg = (
+            "client must connect to one Redis server (over TCP, TLS or a unix socket); "
+            f"its connections are {name or 'unknown'} (Sentinel and Cluster clients are not "
+            "supported yet)"
+        )
+        raise TypeError(msg)
+    connection_class: Any = getattr(redis, name)  # (redis-py types it narrower than it takes)
     kept = {key: kwargs[key] for key in _KEPT if key in kwargs}
     connections = redis.ConnectionPool(
         connection_class=connection_class,

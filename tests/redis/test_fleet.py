@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
+import redis.sentinel
 
 from aiocircuitbreaker import (
     CircuitBreaker,
@@ -364,6 +365,13 @@ def test_bad_clients_names_and_windows_are_refused(
     """Only a redis-py client makes a fleet; a storage needs a name and a window or None."""
     with pytest.raises(TypeError, match=r"client must be a redis-py client .* got 'redis'"):
         RedisFleet("redis")
+    sentinel = redis.Redis(
+        connection_pool=redis.sentinel.SentinelConnectionPool(
+            "mymaster", redis.sentinel.Sentinel([("127.0.0.1", 1)])
+        )
+    )
+    with pytest.raises(TypeError, match="its connections are SentinelManagedConnection"):
+        RedisFleet(sentinel)
     fleet = fleets(shared_server, sync_interval=None)
     with pytest.raises(ValueError, match="name must be a non-empty string, got ''"):
         fleet.storage("")
@@ -580,3 +588,16 @@ def test_leases_of_a_generation_that_is_over_are_no_longer_renewed(
     breaker.close()
     sync_all([breaker])
     assert storage.renewals() == []
+
+
+def test_a_streak_of_the_first_generation_carries_into_the_local_fallback(
+    fleets: Fleets, shared_server: RedisServer, clock: FakeClock
+) -> None:
+    """Redis lost while the initial generation has failures pending: the local state machine
+    goes on from that streak."""
+    fleet = fleets(shared_server, clock=clock, sync_interval=None)
+    storage = fleet.storage(unique())
+    assert storage.record(0, True) == (0, 0, 0, 1)
+    assert storage.record(0, True) == (0, 0, 0, 2)
+    fleet._link.failed(ConnectionError("a network partition"))
+    assert storage.record(0, True) == (0, 0, 0, 3)
