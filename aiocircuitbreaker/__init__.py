@@ -10,6 +10,7 @@ from ._core import Outcome, State
 from ._decorator import circuit
 from ._errors import CircuitBreakerError
 from ._events import CallFailed, CallNeutral, CallRejected, CallSucceeded, Event, StateChanged
+from ._groups import CircuitBreakerGroup
 from ._policies import Backoff, Counts, HalfOpen, RatePolicy
 from ._registry import CircuitBreakerMonitor
 from ._statistics import CallCounts, Statistics
@@ -38,6 +39,7 @@ __all__ = [
     "CallSucceeded",
     "CircuitBreaker",
     "CircuitBreakerError",
+    "CircuitBreakerGroup",
     "CircuitBreakerMonitor",
     "CountWindow",
     "Counts",

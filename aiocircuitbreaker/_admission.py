@@ -121,18 +121,21 @@ class Admission(Probing):
         exc: BaseException | None,
         result: Any = NO_RESULT,
         outcome: Outcome | None = None,
+        *,
+        late: bool = False,
     ) -> Outcome:
         """Record how a call of ``generation`` ended; return its outcome.
 
         ``outcome`` is judged from ``exc`` and ``result`` unless given (a generator's consumer
-        closing it is neutral whatever it raised).
+        closing it is neutral whatever it raised). ``late``: the call ran out of the breaker's
+        timeout, which makes it slow whatever it took.
         """
         if outcome is None:
             outcome = self._judge(exc, result)
         if started is None:  # not timed: nothing is slow
-            now, duration, slow = None, 0.0, False
+            now, duration, slow = None, 0.0, late
         else:
-            now, duration, slow = _timed(self._settings, started, outcome)
+            now, duration, slow = _timed(self._settings, started, outcome, late=late)
         live = self._live or self._get_live()
         _count(live, outcome, slow)
         failure = exc if outcome is FAILURE else None
@@ -207,12 +210,18 @@ def _members(exc: BaseException) -> tuple[BaseException, ...] | None:
     return None
 
 
-def _timed(settings: Settings, started: float, outcome: Outcome) -> tuple[float, float, bool]:
-    """Return when a call that started at ``started`` ended, how long it took, and if slow."""
+def _timed(
+    settings: Settings, started: float, outcome: Outcome, *, late: bool
+) -> tuple[float, float, bool]:
+    """Return when a call that started at ``started`` ended, how long it took, and if slow.
+
+    ``late``: it ran out of the breaker's timeout, which is slow whatever it took.
+    """
     now = settings.clock()
     duration = now - started
     limit = settings.slow_call_duration
-    return now, duration, limit is not None and duration > limit and outcome is not NEUTRAL
+    slow = limit is not None and duration > limit and outcome is not NEUTRAL
+    return now, duration, slow or late
 
 
 def _count(live: Live, outcome: Outcome, slow: bool) -> None:  # noqa: FBT001
@@ -279,11 +288,16 @@ def finish(
     exc: BaseException | None = None,
     result: Any = NO_RESULT,
     outcome: Outcome | None = None,
+    *,
+    late: bool = False,
 ) -> None:
-    """Report the end of a call admitted by a wrapper.
+    """Report the end of a call admitted by a wrapper (``late``: it ran out of time).
 
     The wrappers finish each counted ticket once, and call no further for one not counted
     (a disabled breaker's).
     """
     ticket.finished = True
-    ticket.breaker._finish(ticket.generation, ticket.probe, ticket.started, exc, result, outcome)
+    breaker = ticket.breaker
+    breaker._finish(
+        ticket.generation, ticket.probe, ticket.started, exc, result, outcome, late=late
+    )

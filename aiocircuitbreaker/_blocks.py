@@ -19,6 +19,7 @@ from ._control import Control
 from ._core import Outcome
 from ._errors import CircuitBreakerError
 from ._ticket import NO_RESULT, Ticket
+from ._wrappers import untimed
 
 __all__ = ["Permits"]
 
@@ -76,11 +77,15 @@ class Permits(Control):
                 msg = f"{ticket!r} was already finished"
                 raise RuntimeError(msg)
             ticket.finished = True
-        if not ticket.counted:
-            return Outcome.NEUTRAL if outcome is None else outcome
-        return self._finish(
-            ticket.generation, ticket.probe, ticket.started, exception, result, outcome
-        )
+        try:
+            if not ticket.counted:
+                return Outcome.NEUTRAL if outcome is None else outcome
+            return self._finish(
+                ticket.generation, ticket.probe, ticket.started, exception, result, outcome
+            )
+        finally:
+            if ticket.on_finish is not None:
+                ticket.on_finish()
 
     def __enter__(self: B) -> B:
         self._enter_block(_caller())
@@ -107,6 +112,9 @@ class Permits(Control):
         self._exit_block(_caller(), exc_value)
 
     def _enter_block(self, frame: object) -> None:
+        timeout = self._settings.timeout
+        if timeout is not None:
+            untimed(timeout, "a with block")
         ticket = self.admit()
         live = self._get_live()
         with self._lock:

@@ -60,6 +60,11 @@ class CircuitBreaker(Permits):
             ``(consecutive_openings, failure) -> seconds``; default ``recovery_timeout``.
         listeners: Callables to receive the breaker's events (see :meth:`add_listener`).
         storage: Where the state lives (default: in this process; see ``_storage.py``).
+        timeout: Seconds an async call may take: one still running then is cancelled by the
+            breaker, counts as a failed (and slow) call, and raises ``TimeoutError``
+            (asyncio, uvloop, trio). A breaker with a timeout guards coroutine calls only (a
+            running sync call cannot be interrupted): decorating a sync function or a
+            generator with it, or a ``with`` block, is refused.
 
     ``None`` for any of the first five means "use the class default", so subclasses can set
     them as class attributes.
@@ -87,6 +92,7 @@ class CircuitBreaker(Permits):
         open_duration: Backoff | OpenDuration | None = None,
         listeners: Iterable[Listener] = (),
         storage: Storage | None = None,
+        timeout: float | None = None,
     ) -> None:
         configured = settings(
             type(self),
@@ -99,6 +105,7 @@ class CircuitBreaker(Permits):
             failure_result=failure_result,
             half_open=half_open,
             open_duration=open_duration,
+            timeout=timeout,
         )
         self._name = validate_name(name)
         given: object = listeners  # checked as any object: callers may pass anything
@@ -172,6 +179,8 @@ class CircuitBreaker(Permits):
         self, func: Callable[P, Iterable[R]], *args: P.args, **kwargs: P.kwargs
     ) -> Iterator[R]:
         """Iterate ``func(*args, **kwargs)`` through the breaker (``circuitbreaker`` 2.x)."""
+        if self.timeout is not None:
+            _wrappers.untimed(self.timeout, f"the generator of {func!r}")
         consult = _wrappers.opened_overridden(self)
         return _wrappers.guard_generator(self, func, args, kwargs, consult=consult)
 
@@ -179,6 +188,8 @@ class CircuitBreaker(Permits):
         self, func: Callable[P, AsyncIterator[R]], *args: P.args, **kwargs: P.kwargs
     ) -> AsyncIterator[R]:
         """Iterate ``func(*args, **kwargs)`` asynchronously through the breaker (2.x)."""
+        if self.timeout is not None:
+            _wrappers.untimed(self.timeout, f"the async generator of {func!r}")
         consult = _wrappers.opened_overridden(self)
         return _wrappers.guard_async_generator(self, func, args, kwargs, consult=consult)
 
@@ -283,6 +294,11 @@ class CircuitBreaker(Permits):
     def recovery_timeout(self) -> float:
         """Seconds the breaker stays open before admitting a probe."""
         return self._settings.recovery_timeout
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds an async call may take before the breaker cancels it (``None``: no limit)."""
+        return self._settings.timeout
 
     @property
     def expected_exception(self) -> tuple[type[Exception], ...] | FailurePredicate:

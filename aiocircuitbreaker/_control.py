@@ -197,6 +197,7 @@ class Control(Admission):
             )
         else:
             rates = last_rates
+        group, key = self._membership or (None, None)
         return Statistics(
             name=self._name,
             state=as_of.state,
@@ -212,6 +213,8 @@ class Control(Admission):
             last_failure=last_failure,
             transitions=transitions,
             storage=_storage_statistics(counters.storage),
+            group=group,
+            key=key,
         )
 
     # -- for the testing helpers --------------------------------------------------------------

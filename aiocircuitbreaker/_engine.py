@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ._settings import Settings
     from ._storage import Tally as Counts
 
-__all__ = ["Engine", "rebase", "refresh_listeners"]
+__all__ = ["Engine", "join_group", "rebase", "refresh_listeners"]
 
 SUCCESS, FAILURE = Outcome.SUCCESS, Outcome.FAILURE
 _STRIPES = tuple(threading.RLock() for _ in range(64))
@@ -49,6 +49,7 @@ class Engine(Announcer):
         "_fast",
         "_live",
         "_lock",
+        "_membership",
         "_name",
         "_settings",
         "_view",
@@ -60,6 +61,7 @@ class Engine(Announcer):
     _barrier: Barrier | None  # the rejections' shortcut while open (see _admission)
     _view: View
     _live: Live | None
+    _membership: tuple[str | None, str] | None  # (group name, key) of a group's breaker
 
     def _start_engine(self, settings: Settings, storage: Storage | None) -> None:
         self._settings = settings
@@ -68,6 +70,7 @@ class Engine(Announcer):
         self._fast = None  # opened with the first use (see _get_live)
         self._barrier = None
         self._live = None
+        self._membership = None
         if storage is not None:
             self._make_live(storage)
 
@@ -436,6 +439,11 @@ def _watcher(breaker: Engine) -> Callable[[], bool]:
         return True
 
     return changed
+
+
+def join_group(breaker: Engine, group: str | None, key: str) -> None:
+    """Make ``breaker`` the breaker of ``key`` in the group called ``group``."""
+    breaker._membership = (group, key)
 
 
 def refresh_listeners(breaker: Engine) -> None:

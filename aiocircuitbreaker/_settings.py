@@ -16,6 +16,7 @@ from typing import Any
 
 from ._config import (
     FailurePredicate,
+    check_seconds,
     class_default,
     validate_callable,
     validate_expected_exception,
@@ -47,6 +48,7 @@ class Settings:
         slow_call_duration: Seconds after which a call is slow, if the policy says so.
         fallback_is_async: The fallback is an ``async def`` function (it cannot serve sync
             callables).
+        timeout: Seconds after which the breaker cancels an async call and counts it failed.
     """
 
     failure_threshold: int
@@ -63,6 +65,7 @@ class Settings:
     clocked: bool
     fallback_is_async: bool
     slow_call_duration: float | None
+    timeout: float | None = None
 
     @property
     def expected_exception(self) -> tuple[type[Exception], ...] | FailurePredicate:
@@ -85,6 +88,7 @@ def settings(
     failure_result: object = None,
     half_open: object = None,
     open_duration: object = None,
+    timeout: object = None,
 ) -> Settings:
     """Validate a breaker's options (``None``: the class default) and return its settings.
 
@@ -93,18 +97,27 @@ def settings(
         ValueError: An option is of the right kind but out of range.
     """
     given = _given(cls, failure_threshold, recovery_timeout, expected_exception, fallback_function)
-    threshold, timeout, expected, predicate, fallback = given
+    threshold, recovery, expected, predicate, fallback = given
     # Plain options (the most common breaker) share one settings object. Not with a fallback:
     # equal is not the same (a breaker keeps the very fallback it was given).
-    optional = (clock, policy, failure_result, half_open, open_duration, predicate, fallback)
-    key = (threshold, type(timeout), timeout, expected)
+    optional = (
+        clock,
+        policy,
+        failure_result,
+        half_open,
+        open_duration,
+        predicate,
+        fallback,
+        timeout,
+    )
+    key = (threshold, type(recovery), recovery, expected)
     plain = optional.count(None) == len(optional) and _hashable(key)
     if plain and key in _shared:
         return _shared[key]
     _check_options(policy, half_open)
     made = Settings(
         threshold,
-        timeout,
+        recovery,
         expected,
         predicate,
         fallback,
@@ -117,6 +130,7 @@ def settings(
         clocked=_clocked(policy),
         fallback_is_async=is_async_function(fallback),
         slow_call_duration=policy.slow_call_duration if isinstance(policy, RatePolicy) else None,
+        timeout=_optional_seconds("timeout", timeout),
     )
     if plain and len(_shared) < _SHARED_MAX:
         _shared[key] = made
@@ -147,6 +161,11 @@ def _given(
         class_default(cls, "FALLBACK_FUNCTION") if fallback_function is None else fallback_function,
     )
     return threshold, timeout, expected, predicate, fallback
+
+
+def _optional_seconds(parameter: str, value: object) -> float | None:
+    """Return ``value``: ``None``, or a finite number of seconds > 0 (else raise)."""
+    return None if value is None else check_seconds(parameter, value)
 
 
 def _clocked(policy: object) -> bool:

@@ -80,6 +80,8 @@ class Statistics:
         storage: What the breaker's storage reports of itself, for a storage that has a
             ``statistics()`` method (a Redis storage: the health of its link to Redis, an
             :class:`aiocircuitbreaker.redis.Health`); ``None`` for the in-memory storage.
+        group: The name of the :class:`CircuitBreakerGroup` the breaker belongs to, if any.
+        key: The breaker's key in its group (``str(key)``), or ``None``.
     """
 
     name: str | None
@@ -96,6 +98,8 @@ class Statistics:
     last_failure: BaseException | None
     transitions: tuple[tuple[tuple[State, State], int], ...]
     storage: object | None = None
+    group: str | None = None
+    key: str | None = None
 
 
 _ZERO = CallCounts()

@@ -10,6 +10,7 @@ a late outcome of an older generation changes nothing.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -47,9 +48,20 @@ class Ticket:
         counted: Whether its outcome is recorded at all (``False`` while the breaker is
             disabled).
         finished: Whether its outcome has been reported.
+        on_finish: Called with no arguments once the ticket is finished (``None``: nothing).
+            A :class:`CircuitBreakerGroup` counts the calls it admitted in flight so.
     """
 
-    __slots__ = ("__weakref__", "breaker", "counted", "finished", "generation", "probe", "started")
+    __slots__ = (
+        "__weakref__",
+        "breaker",
+        "counted",
+        "finished",
+        "generation",
+        "on_finish",
+        "probe",
+        "started",
+    )
 
     def __init__(
         self,
@@ -66,6 +78,7 @@ class Ticket:
         self.started = started
         self.counted = counted
         self.finished = False
+        self.on_finish: Callable[[], object] | None = None
 
     def finish(
         self,

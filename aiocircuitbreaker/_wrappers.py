@@ -14,12 +14,13 @@ import functools
 import inspect
 import sys
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._admission import admit, finish, gate_failure, gate_success, refuse
 from ._core import Outcome
 from ._settings import is_async_function
 from ._ticket import Ticket
+from ._timeouts import EXPIRED, timed_out, timer
 
 if TYPE_CHECKING:
     from ._breaker import CircuitBreaker
@@ -49,6 +50,10 @@ def wrap(
     breaker: CircuitBreaker, function: Callable[..., Any], settings: Settings
 ) -> Guarded[Any, Any]:
     """Return the wrapper that guards ``function`` with ``breaker``."""
+    if settings.timeout is not None and not (
+        is_async_function(function) and not _is_kind(function, inspect.isasyncgenfunction)
+    ):
+        untimed(settings.timeout, repr(function))
     if _is_kind(function, inspect.isasyncgenfunction):
         wrapper = _async_generator_wrapper(breaker, function)
     elif is_async_function(function):
@@ -72,8 +77,20 @@ def _is_kind(function: Callable[..., Any], test: Callable[[Any], bool]) -> bool:
     return test(function) or test(getattr(type(function), "__call__", None))  # noqa: B004
 
 
+def untimed(timeout: float, what: str) -> NoReturn:
+    """Refuse to guard ``what`` with a breaker whose ``timeout`` cannot bound it."""
+    msg = (
+        f"the circuit breaker has timeout={timeout}, which bounds coroutine calls "
+        f"only, so it cannot guard {what}: a running synchronous call (or an iteration, or a "
+        "with block) cannot be interrupted by the breaker. Give the client its own timeout "
+        "(sockets, HTTP clients and database drivers have one) and count the exception it "
+        "raises, or count slow calls with RatePolicy(slow_call_duration=...)"
+    )
+    raise ValueError(msg)
+
+
 def _coroutine_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) -> Callable[..., Any]:
-    if opened_overridden(breaker):
+    if opened_overridden(breaker) or breaker.timeout is not None:
         return _consulting_coroutine_wrapper(breaker, function)
 
     @functools.wraps(function)
@@ -114,9 +131,11 @@ def _coroutine_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) ->
 def _consulting_coroutine_wrapper(
     breaker: CircuitBreaker, function: Callable[..., Any]
 ) -> Callable[..., Any]:
+    consult = opened_overridden(breaker)
+
     @functools.wraps(function)
     async def guarded(*args: Any, **kwargs: Any) -> Any:
-        return await call_async(breaker, function, args, kwargs, consult=True)
+        return await call_async(breaker, function, args, kwargs, consult=consult)
 
     return guarded
 
@@ -236,6 +255,8 @@ def call(
     consult = opened_overridden(breaker)
     if is_async_function(func):
         return call_async(breaker, func, args, kwargs, consult=consult)
+    if breaker.timeout is not None:
+        untimed(breaker.timeout, f"the synchronous {func!r}")
     return call_sync(breaker, func, args, kwargs, consult=consult, defer=True)
 
 
@@ -248,16 +269,25 @@ async def call_async(
     consult: bool = False,
 ) -> Any:
     """Await ``func(*args, **kwargs)`` under a ticket (or the fallback, if rejected)."""
+    timeout = breaker.timeout
+    within = None if timeout is None else timer()  # (before anything counts)
     ticket = _admit(breaker, consult=consult)
     if not isinstance(ticket, Ticket):
         return await _resolve(rejected(breaker, ticket, args, kwargs))
     if not ticket.counted:  # disabled: no breaker at all
         return await func(*args, **kwargs)
     try:
-        result = await func(*args, **kwargs)
+        if within is None:
+            result = await func(*args, **kwargs)
+        else:
+            result = await within(timeout, func(*args, **kwargs))  # type: ignore[arg-type]
     except BaseException as exc:
         finish(ticket, exc)
         raise
+    if result is EXPIRED:
+        error = timed_out(timeout)
+        finish(ticket, error, outcome=Outcome.FAILURE, late=True)
+        raise error
     finish(ticket, None, result)
     return result
 

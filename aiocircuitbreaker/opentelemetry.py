@@ -25,7 +25,10 @@ extra work and no listener is added. With the default ``prefix`` the instruments
 - ``circuit_breaker.open_remaining`` (gauge, ``s``): seconds until an open breaker admits a
   probe.
 
-Every point carries the breaker's ``name``; breakers without a name are not reported. Breakers
+Every point carries the breaker's ``name``; breakers without a name are not reported. The
+breakers of a :class:`~aiocircuitbreaker.CircuitBreakerGroup` are reported under the group's
+name, with their key as a ``key`` attribute (at most ``max_keys`` keys per group, plus the
+breakers it cannot evict: open, half-open, failing or in flight). Breakers
 that share a name are reported as one: the counters add up their totals, and the gauges
 (state, rates, open time) describe the newest of them, the one ``CircuitBreakerMonitor.get()``
 returns. (When one of them is garbage collected its counts leave the sums, which a backend sees
@@ -97,16 +100,21 @@ class _Slot:
     def __init__(self) -> None:
         self.owner: Instrumentation | None = None
 
-    def read(self) -> list[tuple[str, Statistics]]:
-        """Return the named breakers' statistics (oldest first), or nothing once stopped."""
+    def read(self) -> list[tuple[_Attributes, Statistics]]:
+        """Return the named breakers' identities and statistics (oldest first).
+
+        Nothing once stopped. A group's breaker is known by the group's name and its key.
+        """
         owner = self.owner
         if owner is None:
             return []
-        return [
-            (stats.name, stats)
-            for stats in CircuitBreakerMonitor.statistics(owner.match)
-            if stats.name is not None
-        ]
+        read: list[tuple[_Attributes, Statistics]] = []
+        for stats in CircuitBreakerMonitor.statistics(owner.match):
+            if stats.group is not None:
+                read.append(((("name", stats.group), ("key", stats.key or "")), stats))
+            elif stats.name is not None:
+                read.append(((("name", stats.name),), stats))
+        return read
 
 
 _slots_lock = threading.Lock()
@@ -248,14 +256,14 @@ def _summed(slot: _Slot, points: _Points) -> Callable[[CallbackOptions], Iterabl
     """Return a counter's callback: the points of the breakers sharing a name, added up."""
 
     def callback(options: CallbackOptions) -> Iterable[Observation]:
-        sums: dict[tuple[str, _Attributes], float] = {}
-        for name, stats in slot.read():
+        sums: dict[tuple[_Attributes, _Attributes], float] = {}
+        for identity, stats in slot.read():
             for attributes, value in points(stats):
-                key = (name, attributes)
+                key = (identity, attributes)
                 sums[key] = sums.get(key, 0) + value
         return [
-            metrics.Observation(value, {"name": name, **dict(attributes)})
-            for (name, attributes), value in sums.items()
+            metrics.Observation(value, {**dict(identity), **dict(attributes)})
+            for (identity, attributes), value in sums.items()
         ]
 
     return callback
@@ -268,8 +276,8 @@ def _newest(slot: _Slot, points: _Points) -> Callable[[CallbackOptions], Iterabl
         # Oldest first: a newer breaker of the same name replaces an older one.
         newest = dict(slot.read())
         return [
-            metrics.Observation(value, {"name": name, **dict(attributes)})
-            for name, stats in newest.items()
+            metrics.Observation(value, {**dict(identity), **dict(attributes)})
+            for identity, stats in newest.items()
             for attributes, value in points(stats)
         ]
 

@@ -7,8 +7,8 @@
     register()  # on prometheus_client.REGISTRY; or register(registry, match="payments.*")
 
 The collector reads :meth:`CircuitBreakerMonitor.statistics` when Prometheus scrapes: the
-breakers do no per-call work for it and get no listeners. Every series has a ``name`` label;
-with the default prefix the metrics are::
+breakers do no per-call work for it and get no listeners. Every series has a ``name`` and a
+``key`` label; with the default prefix the metrics are::
 
     circuit_breaker_state{state}                        gauge: 1 for the current state, else 0
     circuit_breaker_calls_total{outcome}                counter: success | failure | neutral
@@ -19,6 +19,11 @@ with the default prefix the metrics are::
     circuit_breaker_failure_rate                        gauge: 0.0 to 1.0, RatePolicy only
     circuit_breaker_slow_call_rate                      gauge: 0.0 to 1.0, RatePolicy only
     circuit_breaker_open_remaining_seconds              gauge: seconds until a probe is admitted
+
+The breakers of a :class:`~aiocircuitbreaker.CircuitBreakerGroup` are exported under the
+group's name with their key as ``key`` (``str(key)``); other breakers have ``key=""``. A group
+adds at most one series per key it holds: ``max_keys``, plus its breakers that are not idle
+(open, half-open, failing, in flight), which it never evicts. An evicted key's series go away.
 
 Breakers without a name are not exported (a series needs a ``name`` label). Breakers that
 share a name are exported as one: their counters are summed, and the gauges (state, rates,
@@ -64,6 +69,9 @@ __all__ = ["CircuitBreakerCollector", "register"]
 _PREFIX = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
+Series = tuple[str, str]  # the labels (name, key) of one exported breaker
+
+
 class _Families(NamedTuple):
     """The metric families of one scrape, in exposition order."""
 
@@ -84,48 +92,48 @@ def _families(prefix: str) -> _Families:
         GaugeMetricFamily(
             f"{prefix}_state",
             "The circuit breaker's state: 1 for the current state, 0 for the others.",
-            labels=("name", "state"),
+            labels=("name", "key", "state"),
         ),
         CounterMetricFamily(
             f"{prefix}_calls",
             "Calls that ran through the circuit breaker, by how they counted.",
-            labels=("name", "outcome"),
+            labels=("name", "key", "outcome"),
         ),
         CounterMetricFamily(
             f"{prefix}_rejected_calls",
             "Calls the circuit breaker rejected without running them.",
-            labels=("name",),
+            labels=("name", "key"),
         ),
         CounterMetricFamily(
             f"{prefix}_slow_calls",
             "Calls slower than the rate policy's slow_call_duration.",
-            labels=("name",),
+            labels=("name", "key"),
         ),
         CounterMetricFamily(
             f"{prefix}_openings",
             "Times the circuit breaker opened.",
-            labels=("name",),
+            labels=("name", "key"),
         ),
         CounterMetricFamily(
             f"{prefix}_state_transitions",
             "State changes of the circuit breaker.",
-            labels=("name", "from_state", "to_state"),
+            labels=("name", "key", "from_state", "to_state"),
         ),
         GaugeMetricFamily(
             f"{prefix}_failure_rate",
             "Failed calls / calls over the rate policy's window (0 to 1).",
-            labels=("name",),
+            labels=("name", "key"),
         ),
         GaugeMetricFamily(
             f"{prefix}_slow_call_rate",
             "Slow calls / calls over the rate policy's window (0 to 1).",
-            labels=("name",),
+            labels=("name", "key"),
         ),
         GaugeMetricFamily(
             f"{prefix}_open_remaining_seconds",
             "Seconds until the circuit breaker admits a probe: 0 when it admits calls, "
             "+Inf while forced open.",
-            labels=("name",),
+            labels=("name", "key"),
             unit="seconds",
         ),
     )
@@ -183,30 +191,32 @@ class CircuitBreakerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Return the metric families, with samples for every named breaker ``match`` picks."""
         families = _families(self._prefix)
-        by_name: dict[str, list[Statistics]] = {}
+        by_name: dict[tuple[str, str], list[Statistics]] = {}
         for statistics in CircuitBreakerMonitor.statistics(self._match):  # oldest first
-            if statistics.name is not None:
-                by_name.setdefault(statistics.name, []).append(statistics)
-        for name, group in by_name.items():
-            _add(families, name, group)
+            if statistics.group is not None:  # a group's breaker: the group's name, its key
+                by_name.setdefault((statistics.group, statistics.key or ""), []).append(statistics)
+            elif statistics.name is not None:
+                by_name.setdefault((statistics.name, ""), []).append(statistics)
+        for series, group in by_name.items():
+            _add(families, series, group)
         return iter(families)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(match={self._match!r}, prefix={self._prefix!r})"
 
 
-def _add(families: _Families, name: str, group: list[Statistics]) -> None:
-    """Add the samples of the breakers called ``name`` (oldest first) to ``families``."""
+def _add(families: _Families, name: Series, group: list[Statistics]) -> None:
+    """Add the samples of the breakers of one series (oldest first) to ``families``."""
     newest = group[-1]
     for state in State:
-        families.state.add_metric((name, state.value), 1.0 if state is newest.state else 0.0)
+        families.state.add_metric((*name, state.value), 1.0 if state is newest.state else 0.0)
     _add_counters(families, name, group)
     for (old, new), count in _transitions(group).items():
-        families.state_transitions.add_metric((name, old.value, new.value), count)
+        families.state_transitions.add_metric((*name, old.value, new.value), count)
     _add_gauges(families, name, newest)
 
 
-def _add_counters(families: _Families, name: str, group: list[Statistics]) -> None:
+def _add_counters(families: _Families, name: Series, group: list[Statistics]) -> None:
     """Add the call counters of the breakers called ``name``, summed."""
     totals = [s.total for s in group]
     for outcome, count in (
@@ -214,10 +224,10 @@ def _add_counters(families: _Families, name: str, group: list[Statistics]) -> No
         ("failure", sum(t.failures for t in totals)),
         ("neutral", sum(t.neutral for t in totals)),
     ):
-        families.calls.add_metric((name, outcome), count)
-    families.rejected_calls.add_metric((name,), sum(t.rejected for t in totals))
-    families.slow_calls.add_metric((name,), sum(t.slow for t in totals))
-    families.openings.add_metric((name,), sum(s.openings for s in group))
+        families.calls.add_metric((*name, outcome), count)
+    families.rejected_calls.add_metric(name, sum(t.rejected for t in totals))
+    families.slow_calls.add_metric(name, sum(t.slow for t in totals))
+    families.openings.add_metric(name, sum(s.openings for s in group))
 
 
 def _transitions(group: list[Statistics]) -> dict[tuple[State, State], int]:
@@ -229,13 +239,13 @@ def _transitions(group: list[Statistics]) -> dict[tuple[State, State], int]:
     return transitions
 
 
-def _add_gauges(families: _Families, name: str, newest: Statistics) -> None:
+def _add_gauges(families: _Families, name: Series, newest: Statistics) -> None:
     """Add the gauges of the newest breaker of one name."""
     if newest.failure_rate is not None:
-        families.failure_rate.add_metric((name,), newest.failure_rate)
+        families.failure_rate.add_metric(name, newest.failure_rate)
     if newest.slow_call_rate is not None:
-        families.slow_call_rate.add_metric((name,), newest.slow_call_rate)
-    families.open_remaining.add_metric((name,), max(0.0, newest.open_remaining))
+        families.slow_call_rate.add_metric(name, newest.slow_call_rate)
+    families.open_remaining.add_metric(name, max(0.0, newest.open_remaining))
 
 
 def register(

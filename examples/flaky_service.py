@@ -342,7 +342,7 @@ def _samples(text: str) -> Samples:
 
 def _sample(samples: Samples, metric: str, **labels: str) -> float | None:
     """Return the demo breaker's sample of ``metric`` with ``labels``, or ``None``."""
-    return samples.get((metric, frozenset({"name": BREAKER_NAME, **labels}.items())))
+    return samples.get((metric, frozenset({"name": BREAKER_NAME, "key": "", **labels}.items())))
 
 
 def _count(value: float | None) -> str:

@@ -426,3 +426,21 @@ def test_rejections_follow_listeners_and_clocks_changed_while_open(clock: FakeCl
         assert breaker.call(lambda: "probe") == "probe"
     assert len(events) == 1
     assert breaker.statistics().total.rejected == 3
+
+
+@pytest.mark.parametrize("change", ["reset", "open"])
+def test_a_success_under_a_policy_after_a_change_counts_for_nothing(
+    clock: FakeClock, change: str
+) -> None:
+    """A call under a rate policy that ends after a reset or an opening is stale."""
+    breaker = make(clock, policy=RatePolicy(CountWindow(10), minimum_calls=10))
+
+    @breaker
+    def call() -> str:
+        getattr(breaker, change)()
+        return "done"
+
+    assert call() == "done"
+    stats = breaker.statistics()
+    assert stats.total.successes == 1  # counted in the totals, not in the window
+    assert stats.failure_rate is None

@@ -66,7 +66,9 @@ def scrape(registry: CollectorRegistry) -> Series:
 
 
 def value(series: Series, metric: str, **labels: str) -> float:
-    """Return the value of the one sample of ``metric`` with exactly ``labels``."""
+    """Return the value of the one sample of ``metric`` with exactly ``labels`` (``key`` is
+    ``""`` unless given: a breaker outside any group)."""
+    labels.setdefault("key", "")
     return series[metric, frozenset(labels.items())]
 
 
@@ -214,7 +216,7 @@ async def test_breakers_without_a_rate_policy_export_no_rates(name: str, clock: 
     series = scrape(registry)
     assert labelsets(series, "circuit_breaker_failure_rate") == []
     assert labelsets(series, "circuit_breaker_slow_call_rate") == []
-    assert labelsets(series, "circuit_breaker_openings_total") == [{"name": name}]
+    assert labelsets(series, "circuit_breaker_openings_total") == [{"name": name, "key": ""}]
 
 
 async def test_open_remaining_counts_down_and_is_infinite_when_forced(

@@ -20,6 +20,7 @@ from aiocircuitbreaker import (
     CallSucceeded,
     CircuitBreaker,
     CircuitBreakerError,
+    CircuitBreakerGroup,
     CircuitBreakerMonitor,
     Event,
     Outcome,
@@ -394,6 +395,23 @@ def observability(breaker: CircuitBreaker) -> None:
         assert_type(forced, list[CircuitBreaker])
     with force_state("closed"), passthrough(), use_clock(FakeClock(), breaker):
         pass
+
+
+def groups() -> None:
+    """Per-key breakers: the group, its breakers, its decorated functions."""
+    group = CircuitBreakerGroup[str]("hosts", max_keys=10, failure_threshold=3)
+    assert_type(group.breaker("a"), CircuitBreaker)
+    assert_type(group.get("a"), CircuitBreaker | None)
+    assert_type(group.statistics(), dict[str, Statistics])
+    assert_type(circuit(key=lambda host: host), CircuitBreakerGroup[Any])
+
+    def fetch(host: str, path: str) -> bytes:
+        return b""
+
+    guarded = CircuitBreakerGroup[str]("fetch", key=lambda host, path: host)(fetch)
+    assert_type(guarded("h", "/"), bytes)
+    guarded(1, "/")  # type: ignore[arg-type]
+    CircuitBreakerGroup("bad", max_keys="10")  # type: ignore[arg-type]
 
 
 # -- known gaps --------------------------------------------------------------------------------
