@@ -21,6 +21,7 @@ from aiocircuitbreaker import (
     CircuitBreaker,
     CircuitBreakerError,
     CountWindow,
+    HalfOpen,
     RatePolicy,
     State,
     TimeWindow,
@@ -601,3 +602,20 @@ def test_a_streak_of_the_first_generation_carries_into_the_local_fallback(
     assert storage.record(0, True) == (0, 0, 0, 2)
     fleet._link.failed(ConnectionError("a network partition"))
     assert storage.record(0, True) == (0, 0, 0, 3)
+
+
+def test_a_change_by_hand_while_a_probe_runs_wins_and_the_probe_counts_for_nothing(
+    fleets: Fleets, shared_server: RedisServer, clock: FakeClock
+) -> None:
+    """force_open() while a probe (with a max_duration) runs in another process: the fleet is
+    forced open, and the probe's success, stale, closes nothing."""
+    first, second = breakers(fleets, shared_server, clock, 2, half_open=HalfOpen(max_duration=5))
+    fail(first, 3)
+    sync_all([second])
+    clock.advance(30)
+    probe = first.admit()
+    assert probe.probe is not None
+    second.force_open()
+    first.finish(probe)
+    assert first.state is State.FORCED_OPEN
+    assert second.state is State.FORCED_OPEN
