@@ -212,6 +212,7 @@ class Control(Admission):
             open_remaining=_remaining(as_of, now),
             last_failure=last_failure,
             transitions=transitions,
+            storage=_storage_statistics(counters.storage),
             group=group,
             key=key,
         )
@@ -310,3 +311,9 @@ def hold(breaker: Control, target: State, token: object, *, pin: bool) -> None:
 def release(breaker: Control, token: object, target: State) -> None:
     """Give ``breaker`` back what :func:`hold` saved under ``token``."""
     breaker._release_hold(token, target)
+
+
+def _storage_statistics(storage: object) -> object | None:
+    """Return what a storage reports of itself (``statistics()``, if it has one; no I/O)."""
+    report = getattr(storage, "statistics", None)
+    return None if report is None else report()

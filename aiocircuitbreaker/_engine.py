@@ -15,6 +15,7 @@ duration, listeners, logging) run before or after, never while the lock is held.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -99,7 +100,10 @@ class Engine(Announcer):
             live = self._live = Live(now, storage, own=own)
             reading = storage.read()
             self._set_view(reading.value, now - reading.age, counts=reading.counts)
-            return live
+        watch = getattr(storage, "watch", None)
+        if watch is not None:  # a shared storage tells of changes made elsewhere
+            watch(_watcher(self))
+        return live
 
     @property
     def _last_failure(self) -> BaseException | None:
@@ -416,6 +420,25 @@ class Engine(Announcer):
                 now = self._settings.clock()
                 view = self._set_view(reading.value, now - reading.age, counts=reading.counts)
             return reading, view
+
+
+def _watcher(breaker: Engine) -> Callable[[], bool]:
+    """Return the hook a shared storage calls when another writer may have moved it on.
+
+    It reads the storage again, which brings the view, and with it the fast path's gate and
+    the rejections' barrier, up to date. It answers whether the breaker still exists (it holds
+    it weakly: a storage may drop a hook that answers false).
+    """
+    ref = weakref.ref(breaker)
+
+    def changed() -> bool:
+        engine = ref()
+        if engine is None:
+            return False
+        engine._refresh(engine._settings.clock())
+        return True
+
+    return changed
 
 
 def join_group(breaker: Engine, group: str | None, key: str) -> None:

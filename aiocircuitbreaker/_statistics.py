@@ -77,6 +77,9 @@ class Statistics:
             once due, infinite while forced open.
         last_failure: The exception of the last counted failure, or ``None``.
         transitions: ``((old_state, new_state), count)`` for every state change seen.
+        storage: What the breaker's storage reports of itself, for a storage that has a
+            ``statistics()`` method (a Redis storage: the health of its link to Redis, an
+            :class:`aiocircuitbreaker.redis.Health`); ``None`` for the in-memory storage.
         group: The name of the :class:`CircuitBreakerGroup` the breaker belongs to, if any.
         key: The breaker's key in its group (``str(key)``), or ``None``.
     """
@@ -94,6 +97,7 @@ class Statistics:
     open_remaining: float
     last_failure: BaseException | None
     transitions: tuple[tuple[tuple[State, State], int], ...]
+    storage: object | None = None
     group: str | None = None
     key: str | None = None
 

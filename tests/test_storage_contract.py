@@ -75,6 +75,7 @@ from aiocircuitbreaker.testing import FakeClock
 
 from .conftest import fast_switching
 from .conftest import run_threads as run_all
+from .redis import server as redis_server
 
 WindowSetting: TypeAlias = CountWindow | TimeWindow | None
 Tally: TypeAlias = tuple[int, int, int, int]
@@ -128,7 +129,10 @@ def memory() -> Iterator[Harness]:
 
 
 # Every storage kind the suite runs against: name -> factory of its harness.
-KINDS: dict[str, Callable[[], AbstractContextManager[Harness]]] = {"memory": memory}
+KINDS: dict[str, Callable[[], AbstractContextManager[Harness]]] = {
+    "memory": memory,
+    "redis": redis_server.harness,  # a real redis-server (tests/redis/server.py)
+}
 
 
 @pytest.fixture(params=sorted(KINDS))
