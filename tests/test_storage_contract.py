@@ -3,9 +3,9 @@
 A breaker keeps its value, and the counting of that value's generation, in a storage: the
 protocol of ``aiocircuitbreaker/_storage.py`` (``read``, ``record``, ``acquire``, ``release``,
 ``replace``; each one atomic step, only durations crossing it). This suite uses nothing but
-that protocol, and the optional lock-free ``failure_counter`` where a storage has one (its
-tests are skipped where it has none), so that every storage is checked by the same tests,
-unchanged:
+that protocol, and the optional lock-free ``failure_counter`` and ``success_counter`` where a
+storage has them (their tests run for the kinds that ``OPTIONAL`` lists as having them), so
+that every storage is checked by the same tests, unchanged:
 
 - one behavioural test per rule of the protocol;
 - threads racing on one storage (each operation is one atomic step);
@@ -35,7 +35,8 @@ that yields a *harness*, an object with two methods (see :class:`Harness`):
     would take its time in tests from a fake clock the harness controls (kept in the store,
     say), never from the server's ``TIME``.
 
-Then add the factory to ``KINDS`` under a name: every test below runs against the new kind
+Then add the factory to ``KINDS`` under a name (and to ``OPTIONAL`` the lock-free counters its
+storages have, if any): every test below runs against the new kind
 too (the ids show it: ``test_...[redis]``).
 """
 
@@ -135,11 +136,36 @@ KINDS: dict[str, Callable[[], AbstractContextManager[Harness]]] = {
 }
 
 
+# The optional lock-free counters each kind's storages have (their tests run for those kinds).
+OPTIONAL: dict[str, frozenset[str]] = {
+    "memory": frozenset({"failure_counter", "success_counter"}),
+    "redis": frozenset({"success_counter"}),
+}
+
+
+def _having(feature: str) -> list[str]:
+    return sorted(kind for kind in KINDS if feature in OPTIONAL.get(kind, frozenset()))
+
+
 @pytest.fixture(params=sorted(KINDS))
 def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     """Return the harness of one storage kind (every test runs once per kind)."""
     factory = KINDS[request.param]
     with factory() as made:
+        yield made
+
+
+@pytest.fixture(params=_having("failure_counter"))
+def failure_counting(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    """Return the harness of a kind whose storages have the lock-free failure counter."""
+    with KINDS[request.param]() as made:
+        yield made
+
+
+@pytest.fixture(params=_having("success_counter"))
+def success_counting(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    """Return the harness of a kind whose storages have the lock-free success counter."""
+    with KINDS[request.param]() as made:
         yield made
 
 
@@ -176,10 +202,9 @@ def in_window(window: WindowSetting, calls: int) -> int:
 
 
 def failure_counter(storage: Storage) -> FailureCounter:
-    """Return the storage's optional lock-free failure counter; skip the test without one."""
+    """Return the storage's optional lock-free failure counter (OPTIONAL says it has one)."""
     counter: FailureCounter | None = getattr(storage, "failure_counter", None)
-    if counter is None:
-        pytest.skip("this storage has no failure_counter (it is optional)")
+    assert counter is not None, f"{storage!r} has no failure_counter: correct OPTIONAL"
     return counter
 
 
@@ -692,8 +717,9 @@ def test_probe_operations_outside_half_open_are_none(harness: Harness, state: St
 # -- the optional lock-free failure counter ---------------------------------------------------
 
 
-def test_the_failure_counter_counts_failures_like_record(harness: Harness) -> None:
+def test_the_failure_counter_counts_failures_like_record(failure_counting: Harness) -> None:
     """Each next() on the lock-free counter counts a failure, returning the streak before it."""
+    harness = failure_counting
     storage = harness.storage()
     counter_of = failure_counter(storage)
     counter = counter_of(0)
@@ -718,9 +744,10 @@ def test_the_failure_counter_counts_failures_like_record(harness: Harness) -> No
 
 @pytest.mark.parametrize("state", NOT_COUNTING)
 def test_the_failure_counter_is_only_for_a_counting_generation_without_a_window(
-    harness: Harness, state: State
+    failure_counting: Harness, state: State
 ) -> None:
     """failure_counter() is None for another generation, a state not counting, or a window."""
+    harness = failure_counting
     storage = harness.storage()
     counter_of = failure_counter(storage)
     assert counter_of(1) is None
@@ -762,9 +789,9 @@ def test_concurrent_failures_make_an_exact_streak(harness: Harness, window: Wind
     assert storage.read().counts == (calls, calls, 0, total)
 
 
-def test_concurrent_lock_free_failures_make_an_exact_streak(harness: Harness) -> None:
+def test_concurrent_lock_free_failures_make_an_exact_streak(failure_counting: Harness) -> None:
     """N threads counting K failures each on failure_counter() make a streak of N*K."""
-    storage = harness.storage()
+    storage = failure_counting.storage()
     counter = failure_counter(storage)(0)
     assert counter is not None
     per_thread = 200
@@ -1260,14 +1287,14 @@ def test_the_storage_against_a_naive_model(harness: Harness) -> None:
 
 
 def test_the_success_counter_is_only_for_a_counting_generation_in_a_count_window(
-    harness: Harness,
+    success_counting: Harness,
 ) -> None:
-    """success_counter() (in-memory only) counts successes into a count window; it is None
-    for another generation, a state not counting, or another window."""
+    """success_counter() counts successes into a count window; it is None for another
+    generation, a state not counting, or another window."""
+    harness = success_counting
     storage = harness.storage(CountWindow(3))
     counter_of = getattr(storage, "success_counter", None)
-    if counter_of is None:
-        pytest.skip("this storage has no success_counter (it is optional)")
+    assert counter_of is not None, "correct OPTIONAL"
     counter = counter_of(0)
     assert counter is not None
     assert counter_of(0) is counter  # one counter per generation
