@@ -114,9 +114,6 @@ class CircuitBreakerGroup(Generic[K]):
                 f"not the storage {storage!r}"
             )
             raise TypeError(msg)
-        if "name" in options or "fallback" in options:
-            msg = f"unexpected option(s) for a group: {sorted(options)}"
-            raise TypeError(msg)
         _check_options(cls, options)
         self._name = name
         self._key = validate_callable("key", key)

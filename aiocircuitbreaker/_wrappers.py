@@ -91,7 +91,7 @@ def untimed(timeout: float, what: str) -> NoReturn:
 
 def _coroutine_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) -> Callable[..., Any]:
     if opened_overridden(breaker) or breaker.timeout is not None:
-        return _consulting_coroutine_wrapper(breaker, function)
+        return _general_coroutine_wrapper(breaker, function)
 
     @functools.wraps(function)
     async def guarded(*args: Any, **kwargs: Any) -> Any:
@@ -128,9 +128,10 @@ def _coroutine_wrapper(breaker: CircuitBreaker, function: Callable[..., Any]) ->
     return guarded
 
 
-def _consulting_coroutine_wrapper(
+def _general_coroutine_wrapper(
     breaker: CircuitBreaker, function: Callable[..., Any]
 ) -> Callable[..., Any]:
+    """Guard through call_async(): for an overridden ``opened``, or a timeout to apply."""
     consult = opened_overridden(breaker)
 
     @functools.wraps(function)
