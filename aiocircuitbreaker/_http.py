@@ -188,7 +188,7 @@ class Breakers(Generic[Request]):
         name: The name of the group made when ``breaker`` is ``None``.
     """
 
-    __slots__ = ("failure_statuses", "group", "key", "max_retry_after", "single")
+    __slots__ = ("failure_statuses", "group", "key", "max_retry_after", "rejection", "single")
 
     @property
     def breaker(self) -> CircuitBreaker | BreakerSource:
@@ -203,7 +203,10 @@ class Breakers(Generic[Request]):
         failure_statuses: Collection[int] = DEFAULT_FAILURE_STATUSES,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
         name: str = "upstreams",
+        *,
+        rejection: Callable[[CircuitBreakerError, Request], BaseException],
     ) -> None:
+        self.rejection = rejection  # the client's own error for a rejected request
         self.single: CircuitBreaker | None = None
         self.group: BreakerSource | None = None
         if breaker is None:
@@ -226,12 +229,15 @@ class Breakers(Generic[Request]):
         self.max_retry_after = check_seconds("max_retry_after", max_retry_after)
 
     def admit(self, request: Request) -> Ticket:
-        """Return the ticket of ``request`` (or raise ``CircuitBreakerError``)."""
-        single = self.single
-        if single is not None:
-            return single.admit()
-        # The group counts the request in flight until its ticket is finished (not evicted).
-        return self.group.admit(self.key(request))  # type: ignore[union-attr]  # (one is set)
+        """Return the ticket of ``request``, or raise the client's rejection of it."""
+        try:
+            single = self.single
+            if single is not None:
+                return single.admit()
+            # The group counts the request in flight until its ticket is finished.
+            return self.group.admit(self.key(request))  # type: ignore[union-attr]  # (one is set)
+        except CircuitBreakerError as error:
+            raise self.rejection(error, request) from None
 
     def finish(
         self, ticket: Ticket, request: Request, status: int, retry_after: str | None, result: Any

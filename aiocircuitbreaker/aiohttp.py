@@ -102,7 +102,13 @@ class CircuitBreakerMiddleware:
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
     ) -> None:
         self._breakers: Breakers[aiohttp.ClientRequest] = Breakers(
-            breaker, key, request_origin, failure_statuses, max_retry_after, "aiohttp"
+            breaker,
+            key,
+            request_origin,
+            failure_statuses,
+            max_retry_after,
+            "aiohttp",
+            rejection=CircuitOpenError,
         )
 
     @property
@@ -115,10 +121,7 @@ class CircuitBreakerMiddleware:
     ) -> aiohttp.ClientResponse:
         """Send ``request`` on through ``handler`` if its breaker admits it."""
         breakers = self._breakers
-        try:
-            ticket = breakers.admit(request)
-        except CircuitBreakerError as error:
-            raise CircuitOpenError(error, request) from None
+        ticket = breakers.admit(request)
         try:
             response = await handler(request)
         except BaseException as exc:

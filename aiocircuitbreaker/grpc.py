@@ -80,6 +80,10 @@ class CircuitOpenError(grpc.RpcError, CircuitBreakerError):
         return str(self)
 
 
+def _rejection(error: CircuitBreakerError, details: object) -> CircuitOpenError:
+    return CircuitOpenError(error)
+
+
 class RpcFailure(Exception):  # noqa: N818 - it is recorded as a failure, never raised
     """The failure a breaker records for an RPC that ended with a failure code.
 
@@ -134,16 +138,13 @@ class _Guard:
         if key is None and target is not None:
             key = _constant(target)
         self.breakers: Breakers[ClientCallDetails] = Breakers(
-            breaker, key, method_of, (), name="grpc"
+            breaker, key, method_of, (), name="grpc", rejection=_rejection
         )
         self.failure_codes = _check_codes(failure_codes)
         self.tasks: set[asyncio.Task[None]] = set()  # stream outcomes being read
 
     def admit(self, details: ClientCallDetails) -> Ticket:
-        try:
-            return self.breakers.admit(details)
-        except CircuitBreakerError as error:
-            raise CircuitOpenError(error) from None
+        return self.breakers.admit(details)
 
     async def finish(self, ticket: Ticket, details: ClientCallDetails, call: Any) -> None:
         """Report how ``call`` ended (it has ended, or this waits for it to)."""

@@ -78,7 +78,15 @@ def _breakers(
     failure_statuses: Collection[int],
     max_retry_after: float,
 ) -> Breakers[httpx.Request]:
-    return Breakers(breaker, key, request_origin, failure_statuses, max_retry_after, "httpx")
+    return Breakers(
+        breaker,
+        key,
+        request_origin,
+        failure_statuses,
+        max_retry_after,
+        "httpx",
+        rejection=CircuitOpenError,
+    )
 
 
 class CircuitBreakerTransport(httpx.BaseTransport):
@@ -114,10 +122,7 @@ class CircuitBreakerTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the wrapped transport if its breaker admits it."""
         breakers = self._breakers
-        try:
-            ticket = breakers.admit(request)
-        except CircuitBreakerError as error:
-            raise CircuitOpenError(error, request) from None
+        ticket = breakers.admit(request)
         try:
             response = self._transport.handle_request(request)
         except BaseException as exc:
@@ -167,10 +172,7 @@ class AsyncCircuitBreakerTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the wrapped transport if its breaker admits it."""
         breakers = self._breakers
-        try:
-            ticket = breakers.admit(request)
-        except CircuitBreakerError as error:
-            raise CircuitOpenError(error, request) from None
+        ticket = breakers.admit(request)
         try:
             response = await self._transport.handle_async_request(request)
         except BaseException as exc:

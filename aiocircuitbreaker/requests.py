@@ -106,7 +106,13 @@ class CircuitBreakerAdapter(BaseAdapter):
     ) -> None:
         super().__init__()
         self._breakers: Breakers[requests.PreparedRequest] = Breakers(
-            breaker, key, request_origin, failure_statuses, max_retry_after, "requests"
+            breaker,
+            key,
+            request_origin,
+            failure_statuses,
+            max_retry_after,
+            "requests",
+            rejection=CircuitOpenError,
         )
         self._adapter = HTTPAdapter() if adapter is None else adapter
 
@@ -126,10 +132,7 @@ class CircuitBreakerAdapter(BaseAdapter):
     ) -> requests.Response:
         """Send ``request`` through the wrapped adapter if its breaker admits it."""
         breakers = self._breakers
-        try:
-            ticket = breakers.admit(request)
-        except CircuitBreakerError as error:
-            raise CircuitOpenError(error, request) from None
+        ticket = breakers.admit(request)
         try:
             response = self._adapter.send(request, stream, timeout, verify, cert, proxies)
         except BaseException as exc:
